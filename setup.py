@@ -1,0 +1,63 @@
+# Copyright (c) monai_jrs contributors
+# Licensed under the Apache License, Version 2.0 (the "License"); see LICENSE.
+"""Packaging for monai_jrs. ``pip install -e .`` for the library, ``.[dev]`` for the test tools."""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import find_packages, setup
+
+here = os.path.abspath(os.path.dirname(__file__))
+version: dict[str, str] = {}
+with open(os.path.join(here, "monai_jrs", "_version.py")) as f:
+    exec(f.read(), version)
+
+with open(os.path.join(here, "README.md"), encoding="utf-8") as f:
+    long_description = f.read()
+
+# torch is deliberately unpinned beyond MONAI's own floor: users who already have a torch build keep it.
+install_requires = [
+    "torch>=2.8",
+    "monai>=1.6.1,<1.7",
+    "numpy>=1.24,<3",
+    "pytorch-ignite>=0.4.11",
+    "nibabel>=5.0",
+    "pydicom>=3.0.1",
+    "highdicom>=0.26.1",
+    "pillow>=9.0",
+    "tqdm>=4.60",
+    "fire>=0.5",  # python -m monai.bundle
+    "pyyaml>=6.0",  # YAML bundle configs
+    "jsonschema>=4.0",  # monai.bundle verify_metadata
+    "tensorboard>=2.10",  # TensorBoard handlers of the bundle
+]
+
+extras_require = {
+    "dev": ["pytest>=7", "pytest-xdist>=3", "parameterized>=0.9"],
+    "elastix": ["itk-elastix>=0.20"],
+    # MONAI Label 0.8.5 needs torchvision; see docs: install torch==2.14.1 torchvision==0.29.1 first.
+    "monailabel": ["monailabel==0.8.5"],
+}
+extras_require["all"] = sorted({d for k, v in extras_require.items() if k != "monailabel" for d in v})
+
+setup(
+    name="monai_jrs",
+    version=version["__version__"],
+    description="Joint registration and segmentation of chest X-rays with GANs (Mahapatra et al.), as MONAI components",
+    long_description=long_description,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=find_packages(include=["monai_jrs", "monai_jrs.*"]),
+    package_data={"monai_jrs": ["py.typed"]},
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=install_requires,
+    extras_require=extras_require,
+    entry_points={"console_scripts": []},
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Medical Science Apps.",
+    ],
+)
