@@ -1,0 +1,459 @@
+# Copyright (c) monai_jrs contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Intensity normalisation and resizing to the network grid, with the bookkeeping to map results back.
+
+Convention:
+    Images and masks are ``(C, H, W)`` (or ``(B, C, H, W)``); DDFs are ``(2, H, W)`` / ``(B, 2, H, W)`` in pixels,
+    channel 0 along H (rows), channel 1 along W (cols), as in :mod:`monai_jrs.utils.conventions`.
+
+    Resampling uses the ``align_corners=True`` geometry of :func:`monai_jrs.utils.conventions.resize_ddf` and
+    :class:`monai.networks.blocks.Warp`: the centres of the first and last pixels of an ``N``-pixel original axis
+    and of the ``n``-pixel network axis coincide, so network pixel ``i`` sits at original pixel
+    ``i * (N - 1) / (n - 1)``, displacements scale by ``(N - 1) / (n - 1)``, and the spacing of the network grid is
+    ``spacing * (N - 1) / (n - 1)``. With this geometry a displacement in mm is the same on both grids.
+
+Resizing choice: the default is a plain anisotropic resize to the network size (``keep_aspect=False``). It keeps the
+whole field of view and every pixel of the network grid carries image content, at the price of a different scale
+along rows and columns (recorded in :class:`GridInfo`, and harmless for registration since both images of a pair are
+resized the same way). ``keep_aspect=True`` letterboxes instead: a uniform scale and zero padding, recorded too.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+from monai.utils import ensure_tuple_rep
+
+from monai_jrs.utils.conventions import resize_ddf
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GridInfo",
+    "normalize_intensity",
+    "resize_to_network",
+    "restore_to_original",
+    "ddf_to_original",
+    "NormalizeXRay",
+    "NormalizeXRayd",
+    "NormalizeXRayD",
+    "NormalizeXRayDict",
+    "ResizeToNetworkd",
+    "ResizeToNetworkD",
+    "ResizeToNetworkDict",
+]
+
+_RESAMPLE_MODES = ("bilinear", "nearest", "bicubic")
+
+
+@dataclass(frozen=True)
+class GridInfo:
+    """How an image on its original grid was put on the network grid.
+
+    Attributes:
+        original_shape: ``(H, W)`` of the original image.
+        network_shape: ``(h, w)`` of the network grid.
+        content_shape: ``(h_c, w_c)``, the part of the network grid holding image content (``network_shape``
+            unless letterboxed).
+        padding: ``(top, bottom, left, right)`` zero padding in network pixels (all 0 unless letterboxed).
+        scale_factors: ``((H - 1) / (h_c - 1), (W - 1) / (w_c - 1))``: original pixels per network pixel, i.e. the
+            factor that turns a network-grid displacement into an original-grid one.
+        original_spacing: ``(row_mm, col_mm)`` of the original grid, or None when unknown.
+        network_spacing: ``original_spacing * scale_factors`` in mm, or None.
+        keep_aspect: whether the resize was letterboxed.
+    """
+
+    original_shape: tuple[int, int]
+    network_shape: tuple[int, int]
+    content_shape: tuple[int, int]
+    padding: tuple[int, int, int, int]
+    scale_factors: tuple[float, float]
+    original_spacing: tuple[float, float] | None
+    network_spacing: tuple[float, float] | None
+    keep_aspect: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict that ``default_collate`` can batch (unknown spacing becomes ``(nan, nan)``)."""
+        d = asdict(self)
+        for k in ("original_spacing", "network_spacing"):
+            if d[k] is None:
+                d[k] = (math.nan, math.nan)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | GridInfo) -> GridInfo:
+        """Rebuild from :meth:`to_dict` output (or return a :class:`GridInfo` unchanged).
+
+        Raises:
+            ValueError: when a field is missing.
+        """
+        if isinstance(d, GridInfo):
+            return d
+        missing = [f for f in cls.__dataclass_fields__ if f not in d]
+        if missing:
+            raise ValueError(f"grid info must have the fields {list(cls.__dataclass_fields__)}, missing {missing}.")
+
+        def _tuple(v: Any, cast: type) -> tuple:
+            v = v.tolist() if hasattr(v, "tolist") else v
+            return tuple(cast(x.item() if hasattr(x, "item") else x) for x in v)
+
+        def _spacing(v: Any) -> tuple[float, float] | None:
+            if v is None:
+                return None
+            t = _tuple(v, float)
+            return None if any(math.isnan(x) for x in t) else t  # type: ignore[return-value]
+
+        return cls(
+            original_shape=_tuple(d["original_shape"], int),  # type: ignore[arg-type]
+            network_shape=_tuple(d["network_shape"], int),  # type: ignore[arg-type]
+            content_shape=_tuple(d["content_shape"], int),  # type: ignore[arg-type]
+            padding=_tuple(d["padding"], int),  # type: ignore[arg-type]
+            scale_factors=_tuple(d["scale_factors"], float),  # type: ignore[arg-type]
+            original_spacing=_spacing(d["original_spacing"]),
+            network_spacing=_spacing(d["network_spacing"]),
+            keep_aspect=bool(d["keep_aspect"]),
+        )
+
+
+def normalize_intensity(
+    image: torch.Tensor | np.ndarray, lower: float = 0.5, upper: float = 99.5, name: str = "image"
+) -> torch.Tensor | np.ndarray:
+    """Clip to the ``[lower, upper]`` percentiles, then min-max scale to ``[0, 1]``.
+
+    Robust to outliers (burned-in text, collimator edges, hot pixels). When the percentiles coincide but the image is
+    not constant (almost all pixels share one value), the full min-max range is used instead, with a warning.
+
+    Args:
+        image: array or tensor of any shape, e.g. ``(1, H, W)``.
+        lower: lower percentile in ``[0, 100)``.
+        upper: upper percentile in ``(lower, 100]``.
+        name: what to call the image in error messages (e.g. its file name).
+
+    Returns:
+        float32 array or tensor (same type, shape and device as ``image``) with values in ``[0, 1]``.
+
+    Raises:
+        ValueError: for bad percentiles, an empty image, NaN/inf values, or a constant image.
+    """
+    if not (0.0 <= lower < upper <= 100.0):
+        raise ValueError(f"percentiles must satisfy 0 <= lower < upper <= 100, got lower={lower}, upper={upper}.")
+    is_tensor = isinstance(image, torch.Tensor)
+    arr = image.detach().cpu().numpy() if is_tensor else np.asarray(image)
+    if arr.size == 0:
+        raise ValueError(f"{name}: the image is empty (shape {arr.shape}).")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name}: the image contains NaN or infinite values.")
+    lo, hi = np.percentile(arr, [lower, upper])
+    if hi <= lo:
+        lo, hi = float(arr.min()), float(arr.max())
+        if hi <= lo:
+            raise ValueError(f"{name}: the image is constant (all values {lo}); cannot normalise it.")
+        warnings.warn(
+            f"{name}: percentiles ({lower}, {upper}) coincide; normalising with the full min-max range.", stacklevel=2
+        )
+    out = ((np.clip(arr, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+    if is_tensor:
+        res = torch.as_tensor(out, device=image.device)
+        if isinstance(image, MetaTensor):
+            res = MetaTensor(res, meta=dict(image.meta), applied_operations=list(image.applied_operations))
+        return res
+    return out
+
+
+def resize_to_network(
+    image: torch.Tensor,
+    size: int | Sequence[int],
+    keep_aspect: bool = False,
+    mode: str = "bilinear",
+    spacing: Sequence[float] | None = None,
+    pad_value: float = 0.0,
+) -> tuple[torch.Tensor, GridInfo]:
+    """Resample an image or mask from its original grid to the network grid.
+
+    Args:
+        image: ``(C, H, W)`` or ``(B, C, H, W)`` floating-point tensor, H, W >= 2. A MetaTensor's ``meta["spacing"]``
+            is used when ``spacing`` is None.
+        size: network size ``n`` (square) or ``(h, w)``, each >= 2.
+        keep_aspect: False (default): anisotropic resize to ``(h, w)`` keeping the full field of view. True: uniform
+            scale that fits inside ``(h, w)``, centred, padded with ``pad_value``.
+        mode: {``"bilinear"``, ``"nearest"``, ``"bicubic"``}; use ``"nearest"`` for label masks (or ``"bilinear"``
+            and a 0.5 threshold). Bilinear/bicubic downsampling is anti-aliased.
+        spacing: ``(row_mm, col_mm)`` of the original grid, or None.
+        pad_value: value of letterbox padding.
+
+    Returns:
+        ``(resized, info)``: ``resized`` ``(C, h, w)`` / ``(B, C, h, w)`` (a plain tensor), and the :class:`GridInfo`.
+
+    Raises:
+        ValueError: for bad shapes, sizes, modes or spacing.
+    """
+    x, batched = _as_batch(image, "image")
+    orig = (int(x.shape[-2]), int(x.shape[-1]))
+    if min(orig) < 2:
+        raise ValueError(f"`image` must be at least 2x2, got spatial shape {orig}.")
+    net = _parse_size(size)
+    if spacing is None and isinstance(image, MetaTensor):
+        sp_meta = image.meta.get("spacing")
+        if sp_meta is not None and not _is_nan_pair(sp_meta):
+            spacing = tuple(float(s) for s in (sp_meta.tolist() if hasattr(sp_meta, "tolist") else sp_meta))
+    sp = _parse_spacing(spacing)
+    if keep_aspect:
+        s = min((net[0] - 1) / (orig[0] - 1), (net[1] - 1) / (orig[1] - 1))
+        content = (
+            max(2, min(net[0], int(round((orig[0] - 1) * s)) + 1)),
+            max(2, min(net[1], int(round((orig[1] - 1) * s)) + 1)),
+        )
+    else:
+        content = net
+    top = (net[0] - content[0]) // 2
+    left = (net[1] - content[1]) // 2
+    padding = (top, net[0] - content[0] - top, left, net[1] - content[1] - left)
+    scale = ((orig[0] - 1) / (content[0] - 1), (orig[1] - 1) / (content[1] - 1))
+    out = _resample(x.as_tensor() if isinstance(x, MetaTensor) else x, content, mode)
+    if any(padding):
+        out = F.pad(out, (padding[2], padding[3], padding[0], padding[1]), value=pad_value)
+    info = GridInfo(
+        original_shape=orig,
+        network_shape=net,
+        content_shape=content,
+        padding=padding,
+        scale_factors=scale,
+        original_spacing=sp,
+        network_spacing=None if sp is None else (sp[0] * scale[0], sp[1] * scale[1]),
+        keep_aspect=bool(keep_aspect),
+    )
+    return (out if batched else out[0]), info
+
+
+def restore_to_original(
+    x_net: torch.Tensor, info: GridInfo | Mapping[str, Any], mode: str = "bilinear"
+) -> torch.Tensor:
+    """Map an image, probability map or mask from the network grid back to the original grid.
+
+    Args:
+        x_net: ``(C, h, w)`` or ``(B, C, h, w)`` tensor on the network grid.
+        info: the :class:`GridInfo` (or its dict) returned by :func:`resize_to_network`.
+        mode: {``"bilinear"``, ``"nearest"``, ``"bicubic"``}. For masks, restoring the soft probability with
+            ``"bilinear"`` and thresholding at 0.5 gives smoother borders than ``"nearest"`` on a binary mask.
+
+    Returns:
+        ``(C, H, W)`` / ``(B, C, H, W)`` tensor on the original grid.
+
+    Raises:
+        ValueError: when ``x_net`` does not match the network shape.
+    """
+    gi = GridInfo.from_dict(info)
+    x, batched = _as_batch(x_net, "x_net")
+    x = _crop_content(x, gi, "x_net")
+    out = _resample(x.as_tensor() if isinstance(x, MetaTensor) else x, gi.original_shape, mode)
+    return out if batched else out[0]
+
+
+def ddf_to_original(ddf_net: torch.Tensor, info: GridInfo | Mapping[str, Any]) -> torch.Tensor:
+    """Map a DDF predicted on the network grid to the original grid (pixel units of the original image).
+
+    The letterbox padding is cropped, then :func:`monai_jrs.utils.conventions.resize_ddf` resamples the field and
+    multiplies channel 0 by ``(H - 1) / (h_c - 1)`` and channel 1 by ``(W - 1) / (w_c - 1)``.
+
+    Args:
+        ddf_net: ``(2, h, w)`` or ``(B, 2, h, w)`` field in network pixels, channel 0 along H, channel 1 along W.
+        info: the :class:`GridInfo` (or its dict) returned by :func:`resize_to_network`.
+
+    Returns:
+        ``(2, H, W)`` / ``(B, 2, H, W)`` field in original pixels, on the original (reference) grid.
+
+    Raises:
+        ValueError: when ``ddf_net`` is not a 2-channel field of the network shape.
+    """
+    gi = GridInfo.from_dict(info)
+    x, batched = _as_batch(ddf_net, "ddf_net")
+    if x.shape[1] != 2:
+        raise ValueError(f"`ddf_net` must have shape (2, h, w) or (B, 2, h, w), got {tuple(ddf_net.shape)}.")
+    x = _crop_content(x, gi, "ddf_net")
+    out = resize_ddf(x.as_tensor() if isinstance(x, MetaTensor) else x, gi.original_shape)
+    return out if batched else out[0]
+
+
+class NormalizeXRay(Transform):
+    """Percentile clip and min-max to ``[0, 1]``; see :func:`normalize_intensity`.
+
+    Args:
+        lower: lower percentile.
+        upper: upper percentile.
+    """
+
+    def __init__(self, lower: float = 0.5, upper: float = 99.5) -> None:
+        if not (0.0 <= lower < upper <= 100.0):
+            raise ValueError(f"percentiles must satisfy 0 <= lower < upper <= 100, got lower={lower}, upper={upper}.")
+        self.lower = lower
+        self.upper = upper
+
+    def __call__(self, img: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """Normalise ``img`` (any shape, e.g. ``(1, H, W)``)."""
+        name = "image"
+        if isinstance(img, MetaTensor):
+            name = str(img.meta.get("filename", img.meta.get("filename_or_obj", name)))
+        return normalize_intensity(img, self.lower, self.upper, name=name)
+
+
+class NormalizeXRayd(MapTransform):
+    """Dictionary version of :class:`NormalizeXRay`.
+
+    Args:
+        keys: keys of the images to normalise.
+        lower: lower percentile.
+        upper: upper percentile.
+        allow_missing_keys: do not raise for missing keys.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, lower: float = 0.5, upper: float = 99.5, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.normalizer = NormalizeXRay(lower, upper)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.normalizer(d[key])
+        return d
+
+
+class ResizeToNetworkd(MapTransform):
+    """Resize images/masks to the network grid, storing the :class:`GridInfo` (as a dict) in the meta data.
+
+    The result is a MetaTensor whose ``meta["grid_info"]`` holds :meth:`GridInfo.to_dict`; use it with
+    :func:`restore_to_original` / :func:`ddf_to_original` after ``decollate_batch``. The original spacing is read
+    from the input MetaTensor's ``meta["spacing"]`` when present.
+
+    Args:
+        keys: keys to resize.
+        size: network size ``n`` or ``(h, w)``.
+        keep_aspect: letterbox instead of the default anisotropic resize.
+        mode: resampling mode, one per key or one for all (``"nearest"`` for label masks).
+        allow_missing_keys: do not raise for missing keys.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        size: int | Sequence[int],
+        keep_aspect: bool = False,
+        mode: str | Sequence[str] = "bilinear",
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.size = _parse_size(size)
+        self.keep_aspect = keep_aspect
+        self.mode = ensure_tuple_rep(mode, len(self.keys))
+        for m in self.mode:
+            if m not in _RESAMPLE_MODES:
+                raise ValueError(f"`mode` must be one of {_RESAMPLE_MODES}, got {m!r}.")
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key, mode in self.key_iterator(d, self.mode):
+            img = d[key]
+            img_t = img if isinstance(img, torch.Tensor) else torch.as_tensor(np.asarray(img))
+            if not torch.is_floating_point(img_t):
+                img_t = img_t.float()
+            out, info = resize_to_network(img_t, self.size, keep_aspect=self.keep_aspect, mode=mode)
+            meta = dict(img.meta) if isinstance(img, MetaTensor) else {}
+            meta["grid_info"] = info.to_dict()
+            meta["spatial_shape"] = np.asarray(info.network_shape)
+            if info.network_spacing is not None:
+                meta["affine"] = torch.diag(torch.tensor([*info.network_spacing, 1.0], dtype=torch.float64))
+            d[key] = MetaTensor(out, meta=meta)
+        return d
+
+
+NormalizeXRayD = NormalizeXRayDict = NormalizeXRayd
+ResizeToNetworkD = ResizeToNetworkDict = ResizeToNetworkd
+
+
+def _as_batch(x: torch.Tensor, name: str) -> tuple[torch.Tensor, bool]:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"`{name}` must be a torch.Tensor of shape (C, H, W) or (B, C, H, W), got {type(x).__name__}.")
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+        batched = False
+    elif x.ndim == 4:
+        batched = True
+    else:
+        raise ValueError(f"`{name}` must have shape (C, H, W) or (B, C, H, W), got {tuple(x.shape)}.")
+    if not torch.is_floating_point(x):
+        raise ValueError(f"`{name}` must be floating point, got dtype {x.dtype}.")
+    return x, batched
+
+
+def _parse_size(size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        t = (int(size), int(size))
+    else:
+        t = tuple(int(s) for s in size)  # type: ignore[union-attr]
+    if len(t) != 2 or min(t) < 2:
+        raise ValueError(f"`size` must be an int or (h, w) with values >= 2, got {size}.")
+    return t  # type: ignore[return-value]
+
+
+def _parse_spacing(spacing: Sequence[float] | None) -> tuple[float, float] | None:
+    if spacing is None:
+        return None
+    sp = tuple(float(s) for s in spacing)
+    if len(sp) != 2 or not all(math.isfinite(s) and s > 0 for s in sp):
+        raise ValueError(f"`spacing` must be (row_mm, col_mm), positive and finite, got {spacing}.")
+    return sp  # type: ignore[return-value]
+
+
+def _is_nan_pair(v: Any) -> bool:
+    try:
+        return any(math.isnan(float(s)) for s in (v.tolist() if hasattr(v, "tolist") else v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _crop_content(x: torch.Tensor, gi: GridInfo, name: str) -> torch.Tensor:
+    if tuple(x.shape[-2:]) != tuple(gi.network_shape):
+        raise ValueError(
+            f"`{name}` spatial shape must equal the network shape {gi.network_shape}, got {tuple(x.shape[-2:])}."
+        )
+    top, _, left, _ = gi.padding
+    return x[..., top : top + gi.content_shape[0], left : left + gi.content_shape[1]]
+
+
+def _resample(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
+    """Resample ``(B, C, H, W)`` to ``size`` with the align-corners geometry (first/last pixel centres fixed)."""
+    if mode not in _RESAMPLE_MODES:
+        raise ValueError(f"`mode` must be one of {_RESAMPLE_MODES}, got {mode!r}.")
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x.clone()
+    if mode == "nearest":
+        # F.interpolate(nearest) uses a floor(i * in / out) mapping; sample the align-corners positions instead
+        rows = torch.linspace(-1.0, 1.0, size[0], dtype=x.dtype, device=x.device)
+        cols = torch.linspace(-1.0, 1.0, size[1], dtype=x.dtype, device=x.device)
+        gr, gc = torch.meshgrid(rows, cols, indexing="ij")
+        grid = torch.stack((gc, gr), dim=-1).unsqueeze(0).expand(x.shape[0], -1, -1, -1)
+        return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=True)
+    downsampling = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode=mode, align_corners=True, antialias=downsampling)
