@@ -1,0 +1,36 @@
+# Copyright (c) monai_jrs contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Losses of the JRS-GAN (Mahapatra et al., Eq. 2-6), as ``torch.nn.Module`` s usable from bundle configs."""
+
+from __future__ import annotations
+
+from .adversarial import (
+    CycleConsistencyLoss,
+    DDFConsistencyLoss,
+    DiscriminatorAdversarialLoss,
+    GeneratorAdversarialLoss,
+    LogDiceLoss,
+)
+from .image_dissimilarity import NormalizedMutualInformationLoss, VGGFeatureLoss, normalize_feature_maps
+from .joint import JRSContentLoss, JRSGeneratorLoss
+
+__all__ = [
+    "CycleConsistencyLoss",
+    "DDFConsistencyLoss",
+    "DiscriminatorAdversarialLoss",
+    "GeneratorAdversarialLoss",
+    "JRSContentLoss",
+    "JRSGeneratorLoss",
+    "LogDiceLoss",
+    "NormalizedMutualInformationLoss",
+    "VGGFeatureLoss",
+    "normalize_feature_maps",
+]
