@@ -17,6 +17,7 @@ from .array import (
     SyntheticDeformationError,
     affine_from_applied_operations,
     bspline_displacement,
+    bspline_displacement_at,
     control_grid_shape,
     fov_mask,
     sampling_field_from_transform,

@@ -20,14 +20,18 @@ from monai.transforms import Affine, Rand2DElastic, RandAffined
 from parameterized import parameterized
 
 from monai_jrs.transforms import (
+    RandSyntheticDeformation,
+    RandSyntheticDeformationd,
     SyntheticDeformation,
+    SyntheticDeformationError,
     affine_from_applied_operations,
     bspline_displacement,
+    bspline_displacement_at,
     control_grid_shape,
     fov_mask,
     sampling_field_from_transform,
 )
-from monai_jrs.utils import compose_ddf, warp
+from monai_jrs.utils import compose_ddf, identity_grid, warp
 from tests.transforms.phantom import make_phantom
 
 
@@ -81,6 +85,21 @@ class TestBSpline(unittest.TestCase):
     def test_gradcheck(self):
         cp = torch.randn(2, *control_grid_shape((8, 8), 4.0), dtype=torch.float64, requires_grad=True)
         self.assertTrue(torch.autograd.gradcheck(lambda c: bspline_displacement(c, (8, 8), 4.0), (cp,)))
+
+    def test_off_grid_evaluation(self):
+        # bspline_displacement_at: the same field as on the grid, exact derivatives, zero beyond the support
+        shape, s = (24, 20), 8.0
+        cp = _control_points(shape, s, 3.0).double()
+        grid = identity_grid(shape, dtype=torch.float64)[0]
+        torch.testing.assert_close(
+            bspline_displacement_at(cp, grid, shape, s), bspline_displacement(cp, shape, s), atol=1e-12, rtol=0
+        )
+        pts = torch.rand(2, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 60.0 - 18.0
+        _, jac = bspline_displacement_at(cp, pts, shape, s, jacobian=True)
+        auto = torch.autograd.functional.jacobian(lambda x: bspline_displacement_at(cp, x, shape, s).sum(1), pts)
+        torch.testing.assert_close(jac, auto, atol=1e-12, rtol=0)
+        far = torch.tensor([[-40.0, 70.0], [5.0, 5.0]], dtype=torch.float64)
+        self.assertEqual(float(bspline_displacement_at(cp, far, shape, s).abs().max()), 0.0)
 
     def test_bad_shape(self):
         with self.assertRaisesRegex(ValueError, r"\(2, 7, 7\)"):
@@ -139,15 +158,38 @@ class TestSyntheticDeformation(unittest.TestCase):
         inner[:, 2:-2, 2:-2] = True
         fov = fov_mask(ddf, margin=1.0) & inner
         self.assertGreater(float(fov.float().mean()), 0.3)
+        # The bounds are the floor of two bilinear resamplings of this phantom (its lung edges are ~2 px wide), not
+        # a DDF error: for the 35 deg case the DDF is the exact inverse affine (composition residual 1e-14 px in
+        # float64) and the round trip still errs by max 0.0310 / mean 0.00437; over CASES the worst measured values
+        # are max 0.0402 / mean 0.00437 (the DDFs are exact to 3e-5 px, see test_applied_ddf_exact). Shifting the
+        # DDF by 0.1 px raises the mean to 0.0053-0.0060 in every non-trivial case.
         back = warp(flt[None], ddf[None])[0]
-        self.assertLess(float((back - self.img)[fov].abs().max()), 0.03)
-        self.assertLess(float((back - self.img)[fov].abs().mean()), 0.004)
+        self.assertLess(float((back - self.img)[fov].abs().max()), 0.042)
+        self.assertLess(float((back - self.img)[fov].abs().mean()), 0.0046)
         # both directions of the inverse: ddf o psi and psi o ddf vanish (in px)
         fwd = compose_ddf(psi[None], ddf[None])[0].norm(dim=0)  # ddf(p) + psi(p + ddf(p))
         self.assertLess(float(fwd[fov[0]].max()), 0.02)
         fov_flt = fov_mask(psi, margin=1.0)[0] & inner[0]
         bwd = compose_ddf(ddf[None], psi[None])[0].norm(dim=0)  # psi(q) + ddf(q + psi(q))
         self.assertLess(float(bwd[fov_flt].max()), 0.02)
+
+    @parameterized.expand([[torch.float64, 2e-6], [torch.float32, 1e-4]])
+    def test_applied_ddf_exact(self, dtype, tol):
+        # with control points the applied DDF inverts psi's map exactly on the whole grid, in the field of view or
+        # not: A(q + e(q)) == p at q = p + ddf(p). Measured here: 1.0e-6 px in float64, 3.2e-5 px in float32 (the
+        # rounding level); the bilinear fixed-point inversion it replaced erred by 0.017 px in view, 0.58 px outside.
+        shape, s = (64, 64), 16.0
+        cp = _control_points(shape, s, 4.0).double()
+        deform = SyntheticDeformation(-120.0, (8.0, 0.0), 0.94, control_points=cp, control_spacing=s)
+        ddf = deform.applied_ddf(shape, dtype=dtype)
+        self.assertEqual(ddf.dtype, dtype)
+        grid = identity_grid(shape, dtype=torch.float64)[0]
+        q = grid + ddf.double()
+        a, c = deform.affine_matrix(), (shape[0] - 1) / 2.0
+        mapped = torch.einsum("ij,jhw->ihw", a[:2, :2], q + bspline_displacement_at(cp, q, shape, s) - c)
+        mapped = mapped + a[:2, 2].view(2, 1, 1) + c
+        self.assertLess(float(fov_mask(ddf).float().mean()), 0.9)  # 14 % of the pixels lie outside the view
+        self.assertLess(float((mapped - grid).norm(dim=0).max()), tol)
 
     def test_affine_part_exact(self):
         # without elastic part, psi equals the analytic affine map and ddf its exact inverse
@@ -184,11 +226,15 @@ class TestSyntheticDeformation(unittest.TestCase):
         rand_elastic = Rand2DElastic(spacing=(16, 16), magnitude_range=(2, 2), prob=1.0, padding_mode="border")
         rand_elastic.set_random_state(3)
         field = sampling_field_from_transform(rand_elastic, (64, 64), margin=40)
-        rand_elastic.set_random_state(3)
-        expected = torch.as_tensor(rand_elastic(self.img))
+        self.assertNotIsInstance(field, MetaTensor)
         self.assertGreater(float(field.abs().max()), 1.0)
-        flt, _, ddf = SyntheticDeformation(elastic_field=field)(self.img)
-        torch.testing.assert_close(flt, expected, atol=1e-5, rtol=0)
+        # the replay must use the same padding as the replayed transform: 301 of the 4096 output pixels sample
+        # outside the image here, where "border" and "zeros" differ by up to 0.23
+        for padding_mode in ("border", "zeros"):
+            rand_elastic.set_random_state(3)
+            expected = torch.as_tensor(rand_elastic(self.img, padding_mode=padding_mode))
+            flt, _, ddf = SyntheticDeformation(elastic_field=field, padding_mode=padding_mode)(self.img)
+            torch.testing.assert_close(flt, expected, atol=1e-5, rtol=0)
         inner = fov_mask(ddf, margin=1.0)[0, 6:-6, 6:-6]
         fwd = compose_ddf(field[None], ddf[None])[0].norm(dim=0)[6:-6, 6:-6]
         self.assertLess(float(fwd[inner].max()), 0.05)
@@ -253,6 +299,76 @@ class TestSyntheticDeformation(unittest.TestCase):
             SyntheticDeformation(control_points=torch.zeros(2, 4, 4), control_spacing=16.0)(torch.zeros(1, 64, 64))
         with self.assertRaisesRegex(ValueError, "elastic_field"):
             SyntheticDeformation(elastic_field=torch.ones(2, 8, 8))(torch.zeros(1, 9, 9))
+
+
+def _dice(a, b):
+    a, b = torch.as_tensor(a) > 0.5, torch.as_tensor(b) > 0.5
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+class TestRandSyntheticDeformation(unittest.TestCase):
+    def setUp(self):
+        self.img, self.mask = make_phantom(64)
+
+    def test_paper_protocol(self):
+        # ranges at reference_size 256 scaled to 64 px: translation 6.25-10 px along one axis, elastic 0.25-3.75 px
+        t = RandSyntheticDeformation(protocol="paper", reference_size=256)
+        t.set_random_state(0)
+        for _ in range(3):
+            flt, flt_mask, ddf = t(self.img, self.mask)
+            params = t.get_params()
+            rotation = abs(params["rotation"])
+            self.assertTrue(20.0 <= rotation <= 180.0 and rotation % 5.0 == 0.0, rotation)
+            shift = sorted(abs(v) for v in params["translation"])
+            self.assertEqual(shift[0], 0.0)
+            self.assertTrue(6.25 <= shift[1] <= 10.0, shift)
+            e = bspline_displacement(params["control_points"], (64, 64), params["control_spacing"])
+            self.assertTrue(0.25 - 1e-4 <= float(e.norm(dim=0).max()) <= 3.75 + 1e-4)
+            self.assertLess(t.last_dice, 0.70)
+            self.assertAlmostEqual(t.last_dice, _dice(self.mask, flt_mask), places=12)
+            # the returned triple is the deterministic replay of the kept parameters
+            flt2, mask2, ddf2 = SyntheticDeformation(**params)(self.img, self.mask)
+            self.assertTrue(torch.equal(flt, flt2) and torch.equal(flt_mask, mask2) and torch.equal(ddf, ddf2))
+
+    def test_followup_protocol_and_seeding(self):
+        outs = []
+        for _ in range(2):
+            t = RandSyntheticDeformation(protocol="followup", reference_size=256)
+            t.set_random_state(7)
+            outs.append(t(self.img))  # no mask needed: the Dice rule belongs to the paper protocol
+            params = t.get_params()
+            self.assertLessEqual(abs(params["rotation"]), 5.0)
+            self.assertLessEqual(float(torch.tensor(params["translation"]).norm()), 2.5 + 1e-6)
+            self.assertLessEqual(abs(params["scale"] - 1.0), 0.08)
+            self.assertIsNone(t.last_dice)
+        self.assertTrue(all(torch.equal(a, b) for a, b in zip(outs[0][::2], outs[1][::2])))
+
+    def test_rejection_failure(self):
+        t = RandSyntheticDeformation(protocol="paper", reference_size=256, dice_threshold=0.01, max_retries=2)
+        t.set_random_state(0)
+        with self.assertRaisesRegex(SyntheticDeformationError, "within 2 retries"):
+            t(self.img, self.mask)
+        t.on_failure = "keep_last"
+        with self.assertLogs("monai_jrs.transforms.deformation.array", level="WARNING"):
+            flt, flt_mask, _ = t(self.img, self.mask)
+        self.assertEqual(t.last_num_rejected, 3)
+        self.assertAlmostEqual(t.last_dice, _dice(self.mask, flt_mask), places=12)
+        with self.assertRaisesRegex(ValueError, "mask"):
+            RandSyntheticDeformation(protocol="paper")(self.img)
+
+    def test_dictionary(self):
+        t = RandSyntheticDeformationd(keys="reference", mask_key="reference_mask", reference_size=256,
+                                      params_key="params")
+        self.assertIs(t.set_random_state(3), t)
+        out = t({"reference": self.img, "reference_mask": self.mask})
+        ref = RandSyntheticDeformation(reference_size=256)
+        ref.set_random_state(3)
+        flt, flt_mask, ddf = ref(self.img, self.mask)
+        self.assertTrue(torch.equal(out["floating"], flt) and torch.equal(out["floating_mask"], flt_mask))
+        self.assertTrue(torch.equal(out["ddf_applied"], ddf))
+        self.assertEqual(out["params"]["rotation"], ref.get_params()["rotation"])
+        with self.assertRaises(ValueError):
+            RandSyntheticDeformationd(mask_key=None)  # paper protocol without a mask
 
 
 if __name__ == "__main__":
