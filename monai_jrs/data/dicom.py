@@ -153,8 +153,11 @@ def read_dicom_xray(
         arr = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)
         voi = False
         if apply_voi and _has_voi(ds):
+            voi_in = arr
+            if "VOILUTSequence" in ds:  # a LUT is indexed by integers (pydicom warns and truncates floats)
+                voi_in = np.rint(arr).astype(np.int64)
             try:
-                arr = np.asarray(apply_voi_lut(arr, ds, index=voi_index), dtype=np.float64)
+                arr = np.asarray(apply_voi_lut(voi_in, ds, index=voi_index), dtype=np.float64)
                 voi = True
             except Exception as e:
                 raise ValueError(f"{p}: cannot apply VOI LUT/window {voi_index}: {type(e).__name__}: {e}") from e

@@ -157,7 +157,8 @@ def load_mask(
         path: PNG/TIFF/BMP (JPEG is accepted with a warning), NIfTI, ``.npy`` or DICOM SEG file.
         reference_meta: meta of the image the mask belongs to (from :func:`load_xray`); its ``original_shape`` must
             match the mask, and its ``spacing`` is used when the mask file has none. For a DICOM SEG, its
-            ``SOPInstanceUID`` selects the referenced source image.
+            ``SOPInstanceUID`` selects the referenced source image, and the image's spacing (possibly None) replaces
+            the SEG's PixelMeasures.
         labels: values (segment numbers for DICOM SEG) that count as lung; None: any nonzero value (all segments).
             Palette PNGs use the palette index; RGB(A) PNGs use the largest colour channel (alpha is ignored).
         allow_empty: return an all-zero mask instead of raising.
@@ -216,7 +217,12 @@ def load_mask(
                 f"{p}: mask shape {shape} (rows, cols) does not match the image {ref_name} of shape {ref_shape}."
             )
         ref_sp = reference_meta.get("spacing")
-        if meta.get("spacing") is None and ref_sp is not None:
+        if fmt == "dicom" and ref_uid is not None:
+            # a SEG lies on its DICOM source's grid, and its PixelMeasures may come from the other spacing tag or be the
+            # 1 mm placeholder write_dicom_seg stores for images without spacing: the image's spacing (or None) wins
+            meta["spacing"] = None if ref_sp is None else tuple(ref_sp)
+            meta["spacing_source"] = None if ref_sp is None else "reference image"
+        elif meta.get("spacing") is None and ref_sp is not None:
             meta["spacing"], meta["spacing_source"] = tuple(ref_sp), "reference image"
         elif meta.get("spacing") is not None and ref_sp is not None and not np.allclose(meta["spacing"], ref_sp, 1e-4):
             warnings.warn(f"{p}: mask spacing {meta['spacing']} differs from image spacing {tuple(ref_sp)}.")
@@ -587,9 +593,9 @@ def _read_pil(p: Path, as_mask: bool) -> tuple[np.ndarray, dict[str, Any]]:
             else:  # L, I;16*, I, F
                 arr = np.asarray(im)
                 photometric = "MONOCHROME2"
-            if mode in ("RGB", "RGBA", "RGBX", "LA", "La"):
-                dtype_in = "uint8"
-            dtype_in = "uint8" if mode in ("P", "PA", "1") else str(np.asarray(arr).dtype)
+            # colour and palette modes hold 8-bit samples (arr is then float64 luminance)
+            is_8bit = mode in ("P", "PA", "1", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "LA", "La")
+            dtype_in = "uint8" if is_8bit else str(np.asarray(arr).dtype)
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{p}: cannot read the image ({type(e).__name__}: {e}).") from e
     if arr.dtype.byteorder == ">":

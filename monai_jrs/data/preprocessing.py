@@ -197,7 +197,8 @@ def resize_to_network(
         keep_aspect: False (default): anisotropic resize to ``(h, w)`` keeping the full field of view. True: uniform
             scale that fits inside ``(h, w)``, centred, padded with ``pad_value``.
         mode: {``"bilinear"``, ``"nearest"``, ``"bicubic"``}; use ``"nearest"`` for label masks (or ``"bilinear"``
-            and a 0.5 threshold). Bilinear/bicubic downsampling is anti-aliased.
+            and a 0.5 threshold). Bilinear/bicubic downsampling is anti-aliased (torch's antialias filters, centred
+            on the align-corners pixel positions).
         spacing: ``(row_mm, col_mm)`` of the original grid, or None.
         pad_value: value of letterbox padding.
 
@@ -455,5 +456,49 @@ def _resample(x: torch.Tensor, size: Sequence[int], mode: str) -> torch.Tensor:
         gr, gc = torch.meshgrid(rows, cols, indexing="ij")
         grid = torch.stack((gc, gr), dim=-1).unsqueeze(0).expand(x.shape[0], -1, -1, -1)
         return F.grid_sample(x, grid, mode="nearest", padding_mode="border", align_corners=True)
-    downsampling = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-    return F.interpolate(x, size=size, mode=mode, align_corners=True, antialias=downsampling)
+    # Downsampling is anti-aliased with the filter of torch's ``antialias=True`` (a tent for bilinear, Keys' cubic for
+    # bicubic, stretched by the scale factor), centred on the align-corners positions. torch's own ``antialias=True``
+    # ignores ``align_corners=True`` for the pixel centres and shifts the result by (s - 1) / 2 input pixels.
+    for axis in (2, 3):
+        if size[axis - 2] < x.shape[axis]:
+            x = _antialiased_downsample(x, size[axis - 2], axis, mode)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode=mode, align_corners=True)
+
+
+def _antialiased_downsample(x: torch.Tensor, n: int, axis: int, mode: str) -> torch.Tensor:
+    """Resample ``(B, C, H, W)`` along ``axis`` from ``N`` to ``n < N`` pixels: output ``i`` is centred on input
+    ``i * (N - 1) / (n - 1)``; weights are truncated at the edges and renormalised, as in torch."""
+    big_n = x.shape[axis]
+    scale = (big_n - 1) / (n - 1)
+    radius = math.ceil((2.0 if mode == "bicubic" else 1.0) * scale)
+    centres = torch.arange(n, dtype=torch.float64) * scale
+    idx = torch.floor(centres)[:, None] + torch.arange(-radius, radius + 1, dtype=torch.float64)
+    t = ((idx - centres[:, None]) / scale).abs()
+    if mode == "bicubic":  # Keys' cubic with a = -0.5, as torch's antialiased bicubic
+        a = -0.5
+        w = torch.where(t <= 1, ((a + 2) * t - (a + 3)) * t * t + 1, ((a * t - 5 * a) * t + 8 * a) * t - 4 * a)
+        w = torch.where(t < 2, w, torch.zeros_like(w))
+    else:
+        w = (1.0 - t).clamp_min(0.0)
+    w = torch.where((idx >= 0) & (idx <= big_n - 1), w, torch.zeros_like(w))
+    w = w / w.sum(dim=1, keepdim=True)
+    keep = w != 0
+    rows = torch.arange(n)[:, None].expand_as(idx)
+    dtype = x.dtype
+    if dtype in (torch.float16, torch.bfloat16):  # sparse matmul needs float32/float64 on CPU
+        x = x.float()
+    weights = torch.sparse_coo_tensor(  # a banded (n, N) matrix: cheap even on large radiographs
+        torch.stack((rows[keep], idx[keep].long())),
+        w[keep].to(x.dtype),
+        (n, big_n),
+        device=x.device,
+        check_invariants=False,
+    ).coalesce()
+    b, c, h, wd = x.shape
+    if axis == 3:
+        out = torch.sparse.mm(weights, x.reshape(-1, wd).T).T.reshape(b, c, h, n)
+    else:
+        out = torch.stack([torch.sparse.mm(weights, s) for s in x.reshape(-1, h, wd)]).reshape(b, c, n, wd)
+    return out.to(dtype)
