@@ -82,7 +82,7 @@ class ResidualBlock(nn.Module):
         """
         if x.ndim < 3 or x.shape[1] != self.features:
             raise ValueError(
-                f"`x` must have shape (B, {self.features}, H, W), got {tuple(x.shape)}."
+                f"`x` must have shape (B, {self.features}, H, W), got {list(x.shape)}."
             )
         first = self.conv1(x)
         out = self.act(x + self.conv2(first))

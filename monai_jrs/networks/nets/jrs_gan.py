@@ -403,10 +403,10 @@ class JRSDiscriminator(nn.Module):
         Raises:
             ValueError: for a wrongly shaped input.
         """
-        if not isinstance(x, torch.Tensor) or x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
-            dims = "H, W" if self.spatial_dims == 2 else "H, W, D"
-            raise ValueError(
-                f"`x` must have shape (B, {self.in_channels}, {dims}), got {tuple(getattr(x, 'shape', ()))}."
-            )
+        dims = "H, W" if self.spatial_dims == 2 else "H, W, D"
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"`x` must be a tensor of shape (B, {self.in_channels}, {dims}), got {type(x).__name__}.")
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(f"`x` must have shape (B, {self.in_channels}, {dims}), got {list(x.shape)}.")
         out = self.classifier(self.pool(self.features(x)))
         return torch.sigmoid(out) if self.sigmoid else out
