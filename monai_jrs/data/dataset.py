@@ -46,7 +46,7 @@ from monai.transforms import Compose, MapTransform, Randomizable
 from monai_jrs.data.datalist import IMAGE_KEY, MASK_KEY
 from monai_jrs.utils.enums import JRSKeys
 
-__all__ = ["SynthesizePaird", "SynthesizePairD", "SynthesizePairDict", "make_jrs_dataset"]
+__all__ = ["SynthesizePaird", "SynthesizePairD", "SynthesizePairDict", "make_jrs_dataset", "materialize"]
 
 logger = logging.getLogger(__name__)
 
@@ -197,6 +197,22 @@ def make_jrs_dataset(
         return CacheDataset(data=data, transform=pipeline, cache_rate=cache_rate, num_workers=num_workers,
                             progress=False)
     return Dataset(data=data, transform=pipeline)
+
+
+def materialize(dataset: Sequence[Any]) -> list[Any]:
+    """Evaluate every item of a dataset once and return the list (fixed validation pairs).
+
+    A dataset whose transform chain is random (synthetic deformations) gives new pairs at each pass; for
+    validation, the pairs are drawn once with a seeded chain (``make_jrs_dataset(..., seed=...)``) and kept, so that
+    every validation round scores the same pairs.
+
+    Args:
+        dataset: any indexable dataset (``len`` and ``[i]``).
+
+    Returns:
+        ``[dataset[0], ..., dataset[len - 1]]``.
+    """
+    return [dataset[i] for i in range(len(dataset))]
 
 
 def _copy(x: Any) -> Any:

@@ -10,4 +10,5 @@
 # limitations under the License.
 from __future__ import annotations
 
+from .resume import ResumeFromCheckpoint, latest_checkpoint
 from .snapshot import RegistrationSnapshotHandler, render_registration_grid

@@ -54,7 +54,7 @@ def _check_disc_output(output: torch.Tensor, name: str, logits: bool) -> None:
     if not isinstance(output, torch.Tensor) or output.ndim < 1 or not torch.is_floating_point(output):
         raise ValueError(f"`{name}` must be a floating-point discriminator output (B, 1), got {output!r:.80}.")
     if not logits and not (torch.jit.is_tracing() or torch.jit.is_scripting()):
-        lo, hi = float(output.min()), float(output.max())
+        lo, hi = float(output.detach().min()), float(output.detach().max())
         if lo < 0.0 or hi > 1.0:
             raise ValueError(
                 f"`{name}` must be probabilities in [0, 1] (a sigmoid output; use logits=True for raw scores), "

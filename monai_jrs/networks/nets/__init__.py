@@ -13,6 +13,15 @@
 from __future__ import annotations
 
 from .jrs_gan import JRS_GENERATOR_PRESETS, JRSDiscriminator, JRSGenerator
+from .stacked import STACKED_INPUT_CHANNELS, STACKED_OUTPUT_CHANNELS, JRSStackedGenerator
 from .vgg import VGG16Features
 
-__all__ = ["JRS_GENERATOR_PRESETS", "JRSDiscriminator", "JRSGenerator", "VGG16Features"]
+__all__ = [
+    "JRS_GENERATOR_PRESETS",
+    "JRSDiscriminator",
+    "JRSGenerator",
+    "JRSStackedGenerator",
+    "STACKED_INPUT_CHANNELS",
+    "STACKED_OUTPUT_CHANNELS",
+    "VGG16Features",
+]
