@@ -22,6 +22,7 @@ import sys
 import tempfile
 import unittest
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -176,6 +177,26 @@ class TestBundleFiles(unittest.TestCase):
         parser.read_config(str(CONFIGS / "train.json"))
         for target in ("network_def", "train#trainer", "validate#evaluator", "generator_loss", "cycle_loss"):
             self.assertTrue(parser[target]["_target_"].startswith(("monai_jrs.", "monai.")), target)
+
+    def test_paper_preset(self):
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "paper.json")])
+        net = parser.get_parsed_content("network_def")
+        self.assertEqual((net.features, net.num_res_blocks, net.coarse_factor), (64, 8, 1))  # the paper's generator
+        disc = parser.get_parsed_content("disc_reference_def")
+        self.assertEqual([m.conv.out_channels for m in disc.features], [64, 64, 128, 128, 256, 256, 512, 512])
+        with tempfile.TemporaryDirectory() as d, mock.patch.dict(os.environ, {"MONAI_JRS_VGG16_WEIGHTS": ""}):
+            old = torch.hub.get_dir()
+            torch.hub.set_dir(d)
+            try:  # the paper's VGG term needs local ImageNet weights: a clear error, never a silent change of loss
+                with self.assertRaisesRegex(RuntimeError, "JRSGeneratorLoss") as ctx:
+                    parser.get_parsed_content("generator_loss")
+                self.assertIn("VGG16 ImageNet weights", str(ctx.exception.__cause__))
+            finally:
+                torch.hub.set_dir(old)
+        inference = ConfigParser()
+        inference.read_config([str(CONFIGS / "inference.json"), str(CONFIGS / "paper.json")])
+        self.assertEqual(inference.get_parsed_content("network_def").features, 64)
 
     def test_shipped_model_loads(self):
         path = BUNDLE / "models" / "model.pt"
