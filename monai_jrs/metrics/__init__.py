@@ -23,11 +23,12 @@ from .registration import (
     registration_error,
     registration_error_map,
 )
-from .segmentation import DiceScoreMetric, HD95Metric, compute_dice_score, compute_hd95
+from .segmentation import DiceScoreMetric, DistanceMetric, HD95Metric, compute_dice_score, compute_hd95
 from .utils import DistanceUnit, check_mask, inside_fov, prepare_spacing
 
 __all__ = [
     "DiceScoreMetric",
+    "DistanceMetric",
     "DistanceUnit",
     "FoldingPercentageMetric",
     "HD95Metric",

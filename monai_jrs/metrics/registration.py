@@ -34,7 +34,7 @@ from monai.utils import MetricReduction
 
 from monai_jrs.utils.conventions import compose_ddf, jacobian_determinant, scale_ddf_to_physical
 
-from .segmentation import _aggregate, _set_unit
+from .segmentation import DistanceMetric, _aggregate
 from .utils import DistanceUnit, SpacingLike, check_finite_ddf, check_mask, inside_fov, masked_stats, prepare_spacing
 
 logger = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ def inverse_consistency_error(
     return out
 
 
-class TargetRegistrationErrorMetric(CumulativeIterationMetric):
+class TargetRegistrationErrorMetric(DistanceMetric):
     """Per-pair TRE (mean, or a percentile) between recovered and applied DDFs, accumulated over iterations.
 
     Call as ``metric(y_pred=ddf_recovered, y=ddf_applied, mask=..., spacing=...)``. Because
@@ -238,20 +238,8 @@ class TargetRegistrationErrorMetric(CumulativeIterationMetric):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        prepare_spacing(spacing)
-        _check_percentile(percentile)
-        self.spacing = spacing
-        self.percentile = percentile
+        super().__init__(spacing, percentile, reduction, get_not_nans)
         self.exclude_outside_fov = exclude_outside_fov
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
-        self.unit: str | None = None
-        super().__init__()
-
-    def reset(self) -> None:
-        """Clear the buffers and the unit of the current round."""
-        super().reset()
-        self.unit = None
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         if y is None:
@@ -261,20 +249,13 @@ class TargetRegistrationErrorMetric(CumulativeIterationMetric):
             if mask is not None:
                 raise ValueError("give the region either as channel 2 of `y` or as `mask=`, not both.")
             y, mask = y[:, :2], y[:, 2:]
-        spacing = kwargs.get("spacing", self.spacing)
-        _set_unit(self, spacing)
+        spacing = self._spacing_of_call(kwargs)
         err = registration_error_map(y, y_pred, spacing=spacing)
         region = None if mask is None else check_mask(mask, "mask", like=y)
         if self.exclude_outside_fov:
             fov = inside_fov(y)
             region = fov if region is None else region & fov
         return _one_stat(err, region, self.percentile, "TRE region")
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``(N, 1)`` per-pair errors, skipping NaN; the unit is :attr:`unit`."""
-        return _aggregate(self, reduction)
 
 
 class FoldingPercentageMetric(CumulativeIterationMetric):
@@ -303,7 +284,7 @@ class FoldingPercentageMetric(CumulativeIterationMetric):
         return _aggregate(self, reduction)
 
 
-class InverseConsistencyMetric(CumulativeIterationMetric):
+class InverseConsistencyMetric(DistanceMetric):
     """Per-pair inverse-consistency error (mean or a percentile), accumulated over iterations.
 
     Call as ``metric(y_pred=ddf_forward, y=ddf_backward, mask=..., spacing=...)`` (see
@@ -325,26 +306,13 @@ class InverseConsistencyMetric(CumulativeIterationMetric):
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
     ) -> None:
-        prepare_spacing(spacing)
-        _check_percentile(percentile)
-        self.spacing = spacing
-        self.percentile = percentile
+        super().__init__(spacing, percentile, reduction, get_not_nans)
         self.exclude_outside_fov = exclude_outside_fov
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
-        self.unit: str | None = None
-        super().__init__()
-
-    def reset(self) -> None:
-        """Clear the buffers and the unit of the current round."""
-        super().reset()
-        self.unit = None
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         if y is None:
             raise ValueError("InverseConsistencyMetric needs the backward DDF `y` (B, 2, H, W), got None.")
-        spacing = kwargs.get("spacing", self.spacing)
-        _set_unit(self, spacing)
+        spacing = self._spacing_of_call(kwargs)
         err = inverse_consistency_map(y_pred, y, spacing=spacing)
         mask = kwargs.get("mask")
         region = None if mask is None else check_mask(mask, "mask", like=y_pred)
@@ -353,22 +321,11 @@ class InverseConsistencyMetric(CumulativeIterationMetric):
             region = fov if region is None else region & fov
         return _one_stat(err, region, self.percentile, "inverse-consistency region")
 
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``(N, 1)`` per-pair errors, skipping NaN; the unit is :attr:`unit`."""
-        return _aggregate(self, reduction)
-
 
 def _to_physical(vec: torch.Tensor, spacing: SpacingLike) -> torch.Tensor:
     """Scale a ``(B, 2, H, W)`` pixel vector field to mm with ``scale_ddf_to_physical`` (after validation)."""
     sp = prepare_spacing(spacing, vec.shape[0])
     return vec if sp is None else scale_ddf_to_physical(vec, sp.to(vec.device))
-
-
-def _check_percentile(percentile: float | None) -> None:
-    if percentile is not None and not 0.0 <= float(percentile) <= 100.0:
-        raise ValueError(f"`percentile` must be None (mean) or in [0, 100], got {percentile}.")
 
 
 def _one_stat(err: torch.Tensor, region: torch.Tensor | None, percentile: float | None, what: str) -> torch.Tensor:

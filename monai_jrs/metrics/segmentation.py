@@ -39,7 +39,7 @@ from .utils import DistanceUnit, SpacingLike, check_mask, prepare_spacing
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["compute_dice_score", "compute_hd95", "DiceScoreMetric", "HD95Metric"]
+__all__ = ["compute_dice_score", "compute_hd95", "DiceScoreMetric", "DistanceMetric", "HD95Metric"]
 
 
 def compute_dice_score(y_pred: torch.Tensor, y: torch.Tensor, ignore_empty: bool = False) -> torch.Tensor:
@@ -172,7 +172,56 @@ class DiceScoreMetric(CumulativeIterationMetric):
         return _aggregate(self, reduction)
 
 
-class HD95Metric(CumulativeIterationMetric):
+class DistanceMetric(CumulativeIterationMetric):
+    """Base of the metrics that buffer one distance per pair, in mm when a spacing is known, else in pixels.
+
+    Holds the shared state (default ``spacing``, ``percentile``, ``reduction``, ``get_not_nans``) and the unit of
+    the current accumulation round (:attr:`unit`, ``"mm"`` or ``"px"``; mixing them in one round raises
+    ``ValueError``; :meth:`reset` starts a new round), and aggregates the ``(N, 1)`` buffer skipping NaN.
+
+    Args:
+        spacing: default ``(row, col)`` mm per pixel, or ``None`` for pixels.
+        percentile: ``None`` (mean) or a percentile in ``[0, 100]``.
+        reduction: MONAI reduction applied by :meth:`aggregate`.
+        get_not_nans: if True, :meth:`aggregate` returns ``(metric, not_nans)``.
+    """
+
+    def __init__(
+        self,
+        spacing: SpacingLike = None,
+        percentile: float | None = None,
+        reduction: MetricReduction | str = MetricReduction.MEAN,
+        get_not_nans: bool = False,
+    ) -> None:
+        if percentile is not None and not 0.0 <= float(percentile) <= 100.0:
+            raise ValueError(f"`percentile` must be None (mean) or in [0, 100], got {percentile}.")
+        prepare_spacing(spacing)  # validate early, before any data arrives
+        self.spacing = spacing
+        self.percentile = None if percentile is None else float(percentile)
+        self.reduction = reduction
+        self.get_not_nans = get_not_nans
+        self.unit: str | None = None
+        super().__init__()
+
+    def reset(self) -> None:
+        """Clear the buffers and the unit of the current round."""
+        super().reset()
+        self.unit = None
+
+    def _spacing_of_call(self, kwargs: dict[str, Any]) -> SpacingLike:
+        """The spacing of one call (a ``spacing=`` keyword overrides the default); records the round's unit."""
+        spacing = kwargs.get("spacing", self.spacing)
+        _set_unit(self, spacing)
+        return spacing
+
+    def aggregate(
+        self, reduction: MetricReduction | str | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Reduce the buffered ``(N, 1)`` distances, skipping NaN; the unit is :attr:`unit`."""
+        return _aggregate(self, reduction)
+
+
+class HD95Metric(DistanceMetric):
     """95th-percentile symmetric Hausdorff distance between binary masks, accumulated over iterations.
 
     The unit is fixed per accumulation round and exposed as :attr:`unit` (``"mm"`` or ``"px"``): a spacing given to
@@ -196,31 +245,13 @@ class HD95Metric(CumulativeIterationMetric):
     ) -> None:
         if not 0.0 <= float(percentile) <= 100.0:
             raise ValueError(f"`percentile` must be in [0, 100], got {percentile}.")
-        prepare_spacing(spacing)  # validate early, before any data arrives
-        self.spacing = spacing
-        self.percentile = float(percentile)
-        self.reduction = reduction
-        self.get_not_nans = get_not_nans
-        self.unit: str | None = None
-        super().__init__()
-
-    def reset(self) -> None:
-        """Clear the buffers and the unit of the current round."""
-        super().reset()
-        self.unit = None
+        super().__init__(spacing, float(percentile), reduction, get_not_nans)
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None, **kwargs: Any) -> torch.Tensor:
         if y is None:
             raise ValueError("HD95Metric needs the ground-truth mask `y` (B, 1, H, W), got None.")
-        spacing = kwargs.get("spacing", self.spacing)
-        _set_unit(self, spacing)
-        return compute_hd95(y_pred, y, spacing=spacing, percentile=self.percentile)
-
-    def aggregate(
-        self, reduction: MetricReduction | str | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Reduce the buffered ``(N, 1)`` distances, skipping NaN; the unit is :attr:`unit`."""
-        return _aggregate(self, reduction)
+        spacing = self._spacing_of_call(kwargs)
+        return compute_hd95(y_pred, y, spacing=spacing, percentile=self.percentile)  # type: ignore[arg-type]
 
 
 def _set_unit(metric: Any, spacing: SpacingLike) -> None:
