@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -42,24 +43,24 @@ WARPED_FLOATING_MASK = "warped_floating_mask"
 class JRSEvaluator(Evaluator):
     """Run a JRS generator over a validation set and expose everything the metrics need.
 
-    The iteration output (\`\`engine.state.output\`\`, batched, not decollated) holds the inputs (\`\`reference\`\`,
-    \`\`floating\`\`, \`\`reference_mask\`\`, optional \`\`floating_mask\`\` and \`\`ddf_applied\`\`), the generator outputs
-    (\`\`registered\`\`, \`\`registered_mask_prob\`\`, \`\`registered_mask\`\`, \`\`ddf\`\`) and, when the floating mask is
-    known, \`\`warped_floating_mask\`\`: the ground-truth floating mask warped onto the reference grid by the predicted
-    DDF (nearest neighbour). Typical metrics (built in the bundle's \`\`validate\`\` section):
+    The iteration output (``engine.state.output``, batched, not decollated) holds the inputs (``reference``,
+    ``floating``, ``reference_mask``, optional ``floating_mask`` and ``ddf_applied``), the generator outputs
+    (``registered``, ``registered_mask_prob``, ``registered_mask``, ``ddf``) and, when the floating mask is
+    known, ``warped_floating_mask``: the ground-truth floating mask warped onto the reference grid by the predicted
+    DDF (nearest neighbour). Typical metrics (built in the bundle's ``validate`` section):
 
-    - registration Dice: \`\`warped_floating_mask\`\` vs \`\`reference_mask\`\` (the paper's DM after registration);
-    - segmentation Dice: \`\`registered_mask\`\` vs \`\`warped_floating_mask\`\`;
-    - TRE: \`\`ddf\`\` vs \`\`ddf_applied\`\`; folding: \`\`ddf\`\`.
+    - registration Dice: ``warped_floating_mask`` vs ``reference_mask`` (the paper's DM after registration);
+    - segmentation Dice: ``registered_mask`` vs ``warped_floating_mask``;
+    - TRE: ``ddf`` vs ``ddf_applied``; folding: ``ddf``.
 
     Args:
         device: device to run on.
-        val_data_loader: loader of JRS dictionaries (see :class:\`~monai_jrs.engines.utils.JRSPrepareBatch\`).
+        val_data_loader: loader of JRS dictionaries (see :class:`~monai_jrs.engines.utils.JRSPrepareBatch`).
         network: the generator G.
         epoch_length, non_blocking, postprocessing, key_val_metric, additional_metrics, metric_cmp_fn, val_handlers,
         amp, mode, event_names, event_to_attr, decollate, to_kwargs, amp_kwargs: as in
-            :class:\`monai.engines.SupervisedEvaluator\`.
-        prepare_batch: defaults to :class:\`~monai_jrs.engines.utils.JRSPrepareBatch\`.
+            :class:`monai.engines.SupervisedEvaluator`.
+        prepare_batch: defaults to :class:`~monai_jrs.engines.utils.JRSPrepareBatch`.
     """
 
     def __init__(
@@ -108,7 +109,8 @@ class JRSEvaluator(Evaluator):
         if batchdata is None:
             raise ValueError("Must provide batch data for current iteration.")
         batch = engine.prepare_batch(batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs)
-        with engine.mode(engine.network):
+        amp_ctx = torch.autocast(engine.state.device.type, **engine.amp_kwargs) if engine.amp else nullcontext()
+        with engine.mode(engine.network), amp_ctx:
             out = run_generator(
                 engine.network, batch[JRSKeys.REFERENCE], batch[JRSKeys.FLOATING], batch[JRSKeys.REFERENCE_MASK]
             )

@@ -85,8 +85,9 @@ class JRSTrainer(Trainer):
     1. **Generators** (one optimizer step for G and F together):
        ``G(I_ref, I_flt, I_ref_seg)`` registers the floating image onto the reference grid and
        ``F(I_flt, I_ref, I_flt_seg)`` registers the reference onto the floating grid. Each direction is scored by
-       ``generator_loss`` (content + adversarial + log Dice + DDF consistency + smoothness) against its
-       discriminator, and ``cycle_loss`` scores ``F(G(x)) ~ x`` and ``G(F(y)) ~ y`` (lambda inside the loss).
+       ``generator_loss`` (content + adversarial + log Dice + smoothness) against its discriminator; the DDF
+       consistency term scores G only, whose applied field ``ddf_applied`` is known on the reference grid (F would
+       need its inverse). ``cycle_loss`` scores ``F(G(x)) ~ x`` and ``G(F(y)) ~ y`` (lambda inside the loss).
        During the first ``warmup_iterations`` only G is trained, with ``warmup_loss`` (the paper initialises G with
        MSE): by default MSE(registered, reference) + MSE(ddf, ddf_applied) / ddf_scale**2.
     2. **Discriminators** (``d_train_steps`` steps): ``D_ref`` separates real references from G's registered
@@ -107,7 +108,7 @@ class JRSTrainer(Trainer):
             optionally ``ddf_applied``; e.g. :class:`monai_jrs.losses.JRSGeneratorLoss`.
         reverse_generator: F, or None.
         disc_reference: D_ref, or None.
-        disc_floating: D_flt, or None (ignored without F).
+        disc_floating: D_flt, or None (ignored without F or without D_ref).
         d_optimizer: optimizer over the discriminators' parameters (required with discriminators).
         d_loss_function: callable ``(real_output, fake_output) -> Tensor``.
         cycle_loss: callable ``(fgx, x, gfy, y) -> Tensor`` (e.g. :class:`monai_jrs.losses.CycleConsistencyLoss`).
@@ -190,7 +191,8 @@ class JRSTrainer(Trainer):
         self.generator = generator
         self.reverse_generator = reverse_generator
         self.disc_reference = disc_reference
-        self.disc_floating = disc_floating if reverse_generator is not None else None
+        # D_flt needs F to score and D_ref to be trained with (``use_d``): without either it is ignored
+        self.disc_floating = disc_floating if (reverse_generator is not None and disc_reference is not None) else None
         self.g_optimizer = g_optimizer
         self.d_optimizer = d_optimizer
         self.generator_loss = generator_loss

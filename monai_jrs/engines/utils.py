@@ -38,6 +38,11 @@ class JRSPrepareBatch(PrepareBatch):
     Args:
         keys: required keys (defaults to :data:`REQUIRED_KEYS`).
         optional_keys: optional keys (defaults to :data:`OPTIONAL_KEYS`).
+
+    Raises:
+        TypeError: ``batchdata`` is not a mapping, or one of its JRS values is not a tensor (``None`` is allowed
+            for optional keys).
+        ValueError: a required key is missing.
     """
 
     def __init__(self, keys: Sequence[str] = REQUIRED_KEYS, optional_keys: Sequence[str] = OPTIONAL_KEYS) -> None:
@@ -56,7 +61,10 @@ class JRSPrepareBatch(PrepareBatch):
         out: dict[str, torch.Tensor] = {}
         for k in self.keys + self.optional_keys:
             v = batchdata.get(k)
-            if isinstance(v, torch.Tensor):
-                v = v.as_tensor() if hasattr(v, "as_tensor") else v  # drop MetaTensor metadata
-                out[k] = v.to(device=device, non_blocking=non_blocking, **kwargs).float()
+            if v is None and k in self.optional_keys:
+                continue
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"batch[{k!r}] must be a torch.Tensor (collate first), got {type(v).__name__}.")
+            v = v.as_tensor() if hasattr(v, "as_tensor") else v  # drop MetaTensor metadata
+            out[k] = v.to(device=device, non_blocking=non_blocking, **kwargs).float()
         return out
