@@ -20,6 +20,7 @@ from monai.data import DataLoader
 from monai.handlers import MeanDice, from_engine
 from parameterized import parameterized
 
+from tests.engines.synthetic import jrs_sample
 from monai_jrs.engines import WARPED_FLOATING_MASK, JRSEvaluator
 from monai_jrs.networks.nets import JRSGenerator
 from monai_jrs.utils.conventions import warp
@@ -40,21 +41,7 @@ def tearDownModule():  # noqa: N802
 def _loader(num_samples: int = 4, floating_mask: bool = True, seed: int = 0) -> DataLoader:
     """A DataLoader (B=2) over seeded 32x32 samples: two lung-like boxes, the floating ones shifted."""
     g = torch.Generator().manual_seed(seed)
-    items = []
-    for _ in range(num_samples):
-        mask = torch.zeros(1, 32, 32)
-        mask[:, 6:26, 4:14] = 1.0
-        mask[:, 6:26, 18:28] = 1.0
-        shift = int(torch.randint(-3, 4, (1,), generator=g))
-        d = {
-            "reference": (0.5 * mask + 0.3 * torch.rand(1, 32, 32, generator=g)).clamp(0, 1),
-            "floating": (0.5 * mask.roll(shift, -1) + 0.3 * torch.rand(1, 32, 32, generator=g)).clamp(0, 1),
-            "reference_mask": mask,
-            "ddf_applied": torch.randn(2, 32, 32, generator=g),
-        }
-        if floating_mask:
-            d["floating_mask"] = mask.roll(shift, -1)
-        items.append(d)
+    items = [jrs_sample(g, floating_mask=floating_mask, max_shift=3) for _ in range(num_samples)]
     return DataLoader(items, batch_size=2)
 
 

@@ -22,6 +22,7 @@ from ignite.engine import Events
 from monai.data import DataLoader
 from parameterized import parameterized
 
+from tests.engines.synthetic import jrs_sample as _sample
 from monai_jrs.engines import JRSIterationEvents, JRSTrainer, run_generator
 from monai_jrs.losses import CycleConsistencyLoss, DiscriminatorAdversarialLoss, JRSGeneratorLoss
 from monai_jrs.networks.nets import JRSDiscriminator, JRSGenerator
@@ -42,24 +43,6 @@ def setUpModule():  # noqa: N802
 
 def tearDownModule():  # noqa: N802
     torch.set_num_threads(_NUM_THREADS)
-
-
-def _sample(g: torch.Generator, floating_mask: bool = True, ddf_applied: bool = True) -> dict:
-    """One un-batched JRS sample: (1, 32, 32) images and masks, (2, 32, 32) applied DDF."""
-    mask = torch.zeros(1, 32, 32)
-    mask[:, 6:26, 4:14] = 1.0
-    mask[:, 6:26, 18:28] = 1.0
-    shift = int(torch.randint(-2, 3, (1,), generator=g))
-    d = {
-        "reference": (0.5 * mask + 0.3 * torch.rand(1, 32, 32, generator=g)).clamp(0, 1),
-        "floating": (0.5 * mask.roll(shift, -1) + 0.3 * torch.rand(1, 32, 32, generator=g)).clamp(0, 1),
-        "reference_mask": mask,
-    }
-    if floating_mask:
-        d["floating_mask"] = mask.roll(shift, -1)
-    if ddf_applied:
-        d["ddf_applied"] = torch.randn(2, 32, 32, generator=g)
-    return d
 
 
 def _batches(n: int = 1, seed: int = 0, **kwargs) -> list[dict]:
