@@ -54,7 +54,7 @@ setup(
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require=extras_require,
-    entry_points={"console_scripts": []},
+    entry_points={"console_scripts": ["monai-jrs = monai_jrs.apps.cli:main"]},
     classifiers=[
         "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",

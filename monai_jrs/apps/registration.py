@@ -1,0 +1,325 @@
+# Copyright (c) monai_jrs contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Register follow-up chest X-rays onto an annotated reference and segment their lungs, from files to files.
+
+:class:`JRSRegistrar` loads a bundle (configs + ``models/model.pt``) once; :meth:`JRSRegistrar.register` reads a
+reference radiograph, its lung mask and any number of floating (follow-up) radiographs (DICOM file or folder,
+PNG/JPEG/TIFF, NIfTI, NumPy), runs the generator on the network grid and maps every result back to the full
+resolution of the input images. :func:`register` is the one-call form, used by the ``monai-jrs register`` command.
+
+Convention of the outputs (``OUT_DIR/<floating file stem>/``):
+    - ``registered.nii.gz``: the floating image warped onto the reference grid, reference resolution, ``(rows, cols)``.
+    - ``ddf.nii.gz``: ``(2, H, W)`` on the reference grid, **pixels**: ``registered(p) = floating(p + ddf(p))`` where
+      ``p`` is a reference pixel ``(row, col)`` and ``p + ddf(p)`` the floating pixel it samples (in the floating
+      image's own pixel frame; when both images have the same size this is exactly the
+      :mod:`monai_jrs.utils.conventions` DDF). Channel 0 along rows, channel 1 along columns.
+    - ``registered_mask.nii.gz``: the lung mask predicted for the registered image (reference grid).
+    - ``floating_mask.nii.gz``: the lung mask of the floating image on its own grid (the registered mask carried
+      back through the inverse field).
+    - ``overlay.png``: reference with the reference-mask (red) and registered-mask (green) contours, and the floating
+      image with its mask (green).
+    - ``metrics.json``: timings per stage, Dice(reference mask, registered mask), folding %, spacings, inputs.
+    - ``floating_mask_seg.dcm``: DICOM SEG of ``floating_mask`` referencing the floating image, when it is DICOM.
+
+Nothing is ever written inside an input folder (a DICOM folder given as input, or the folder holding an input file
+itself; a new sub-folder next to the input files is fine), and existing outputs are never replaced unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from monai_jrs._version import __version__
+from monai_jrs.data.dicom import list_dicom_images, write_dicom_seg
+from monai_jrs.data.io import load_mask, load_xray, save_nifti
+from monai_jrs.data.preprocessing import resize_to_network, restore_to_original
+from monai_jrs.metrics import compute_dice_score, folding_percentage
+from monai_jrs.utils.conventions import identity_grid, invert_ddf, resize_ddf, warp
+from monai_jrs.visualize.overlay import GREEN, RED, overlay_contours
+
+__all__ = ["JRSRegistrar", "register", "default_bundle_dir", "expand_inputs", "OUTPUT_FILES"]
+
+logger = logging.getLogger(__name__)
+
+#: files written for every floating image (plus ``floating_mask_seg.dcm`` for DICOM inputs).
+OUTPUT_FILES = (
+    "registered.nii.gz",
+    "ddf.nii.gz",
+    "floating_mask.nii.gz",
+    "registered_mask.nii.gz",
+    "overlay.png",
+    "metrics.json",
+)
+
+
+def default_bundle_dir() -> Path:
+    """The bundle shipped with monai_jrs (``bundle/`` of the source tree)."""
+    return Path(__file__).resolve().parents[2] / "bundle"
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Floating inputs as files: a DICOM folder becomes its images (one per file, sorted); files stay.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: a folder holds no DICOM image.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise FileNotFoundError(f"floating input {p} does not exist.")
+        if p.is_dir():
+            files = list_dicom_images(p)
+            if not files:
+                raise ValueError(f"floating input folder {p} holds no DICOM image.")
+            out.extend(files)
+        else:
+            out.append(p)
+    return out
+
+
+class JRSRegistrar:
+    """A loaded JRS generator that registers full-resolution radiographs.
+
+    Args:
+        bundle_dir: bundle folder (``configs/inference.json`` + ``models/model.pt``); default: the shipped bundle.
+        device: ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
+        size: network grid size (default: the bundle's ``image_size``).
+        config_overrides: overrides of ``configs/inference.json`` ids (e.g. ``{"features": 64}`` for the paper
+            preset).
+
+    Raises:
+        FileNotFoundError: the bundle has no ``configs/inference.json`` or ``models/model.pt``.
+    """
+
+    def __init__(
+        self,
+        bundle_dir: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        size: int | None = None,
+        config_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        from monai.bundle import ConfigParser
+
+        root = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
+        config, weights = root / "configs" / "inference.json", root / "models" / "model.pt"
+        for f in (config, weights):
+            if not f.is_file():
+                raise FileNotFoundError(f"bundle {root} has no {f.relative_to(root)}; expected a monai_jrs bundle.")
+        parser = ConfigParser()
+        parser.read_config(str(config))
+        for k, v in (config_overrides or {}).items():
+            parser[k] = v
+        self.size = int(size if size is not None else parser["image_size"])
+        if self.size < 32:
+            raise ValueError(f"`size` must be >= 32 pixels, got {self.size}.")
+        self.device = torch.device(device)
+        net = parser.get_parsed_content("network_def")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        net.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        self.network = net.to(self.device).eval()
+        self.bundle_dir = root
+
+    @torch.no_grad()
+    def register(
+        self,
+        reference: str | os.PathLike,
+        reference_mask: str | os.PathLike,
+        floating: Sequence[str | os.PathLike],
+        output_dir: str | os.PathLike,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Register every floating image onto the reference; write the outputs (see the module docstring).
+
+        Args:
+            reference: reference radiograph (file or a folder with one DICOM image).
+            reference_mask: its lung mask (PNG/NIfTI/NumPy/DICOM SEG) on the reference grid.
+            floating: follow-up radiographs: files and/or DICOM folders (every image in a folder is one follow-up).
+            output_dir: output root; ``<output_dir>/<floating stem>/`` per floating image.
+            overwrite: replace existing output files.
+            progress: show a progress bar over the floating images.
+
+        Returns:
+            one ``metrics.json`` dict per floating image (with ``output_dir``).
+
+        Raises:
+            FileNotFoundError, ValueError: unreadable inputs (the message names the file).
+            FileExistsError: an output exists and ``overwrite`` is False (checked before anything is written).
+        """
+        from tqdm.auto import tqdm
+
+        t0 = time.perf_counter()
+        ref_img, ref_meta = load_xray(reference)
+        ref_mask, _ = load_mask(reference_mask, reference_meta=ref_meta)
+        flt_paths = expand_inputs(floating)
+        out_root = Path(output_dir).absolute()
+        given = [Path(reference), Path(reference_mask), *map(Path, floating)]
+        for src in (p.absolute() for p in given):
+            # never inside an input folder (a DICOM folder), never the very folder that holds an input file
+            if (src.is_dir() and (out_root == src or src in out_root.parents)) or (src.is_file() and out_root == src.parent):
+                raise ValueError(f"output folder {out_root} lies inside the input folder {src if src.is_dir() else src.parent}; "
+                                 "choose another.")
+        folders = [out_root / _stem(p) for p in flt_paths]
+        if len(set(folders)) != len(folders):
+            raise ValueError(f"two floating inputs share a file stem; outputs would collide: {[str(p) for p in flt_paths]}.")
+        if not overwrite:
+            existing = [str(f / n) for f in folders for n in OUTPUT_FILES if (f / n).exists()]
+            if existing:
+                raise FileExistsError(f"outputs exist (pass overwrite=True / --overwrite to replace): {existing[:3]}.")
+        ref_net, ref_info = resize_to_network(ref_img, self.size, spacing=ref_meta.get("spacing"))
+        mask_net = (resize_to_network(ref_mask, self.size, mode="bilinear")[0] > 0.5).float()
+        load_ref_s = time.perf_counter() - t0
+        results = []
+        for path, folder in tqdm(list(zip(flt_paths, folders)), desc="registering", unit="image", disable=not progress):
+            results.append(
+                self._one(path, folder, ref_img, ref_mask, ref_meta, ref_net, mask_net, ref_info, overwrite, load_ref_s)
+            )
+        return results
+
+    def _one(self, path, folder, ref_img, ref_mask, ref_meta, ref_net, mask_net, ref_info, overwrite, load_ref_s):
+        timings: dict[str, float] = {"load_reference_s": round(load_ref_s, 4)}
+        t = time.perf_counter()
+        flt_img, flt_meta = load_xray(path)
+        flt_net, flt_info = resize_to_network(flt_img, self.size, spacing=flt_meta.get("spacing"))
+        timings["load_floating_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        x = torch.cat([ref_net, flt_net, mask_net], dim=0)[None].to(self.device)
+        out = self.network(x).float().cpu()
+        timings["network_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        prob_net, ddf_net = out[:, 1:2], out[:, 3:5]
+        # full-resolution field: reference pixel p -> network point u = p / s_ref -> floating pixel s_flt (u + d(u))
+        ref_shape, flt_shape = tuple(ref_info.original_shape), tuple(flt_info.original_shape)
+        s_ref = torch.tensor(ref_info.scale_factors).view(1, 2, 1, 1)
+        s_flt = torch.tensor(flt_info.scale_factors).view(1, 2, 1, 1)
+        p = identity_grid(ref_shape)
+        d_ref = resize_ddf(ddf_net, ref_shape) / s_ref  # network displacement, sampled at the reference pixels
+        ddf = s_flt * (p / s_ref + d_ref) - p
+        registered = _sample(flt_img[None], p + ddf)
+        reg_mask = (restore_to_original(prob_net, ref_info)[0] > 0.5).float()
+        # floating mask: the registered mask carried back through the inverse field (network grid)
+        mask_flt_net = warp(prob_net, invert_ddf(ddf_net), padding_mode="zeros")
+        flt_mask = (restore_to_original(mask_flt_net, flt_info)[0] > 0.5).float()
+        timings["resample_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        folder.mkdir(parents=True, exist_ok=True)
+        ref_sp, flt_sp = ref_meta.get("spacing"), flt_meta.get("spacing")
+        save_nifti(registered[0, 0], folder / "registered.nii.gz", spacing=ref_sp, overwrite=overwrite)
+        save_nifti(ddf[0], folder / "ddf.nii.gz", spacing=ref_sp, overwrite=overwrite)
+        save_nifti(reg_mask[0].to(torch.uint8), folder / "registered_mask.nii.gz", spacing=ref_sp, overwrite=overwrite)
+        save_nifti(flt_mask[0].to(torch.uint8), folder / "floating_mask.nii.gz", spacing=flt_sp, overwrite=overwrite)
+        _write_overlay(folder / "overlay.png", ref_img, ref_mask, reg_mask, flt_img, flt_mask, overwrite)
+        seg_path = None
+        if flt_meta.get("format") == "dicom":
+            seg_path = write_dicom_seg(flt_mask[0].to(torch.uint8).numpy(), path, folder / "floating_mask_seg.dcm",
+                                       overwrite=overwrite)
+        timings["write_s"] = time.perf_counter() - t
+        metrics = {
+            "monai_jrs_version": __version__,
+            "reference": str(ref_meta.get("filename")),
+            "floating": str(path),
+            "output_dir": str(folder),
+            "network_size": self.size,
+            "reference_shape": list(ref_shape),
+            "floating_shape": list(flt_shape),
+            "spacing_reference_mm": None if ref_sp is None else list(ref_sp),
+            "spacing_floating_mm": None if flt_sp is None else list(flt_sp),
+            "dice_reference_vs_registered_mask": float(compute_dice_score(reg_mask[None], ref_mask[None])[0]),
+            "dice_reference_vs_floating_mask": _dice_before(ref_mask, flt_mask),
+            "folding_percent": float(folding_percentage(ddf)[0]),
+            "max_displacement_px": float(ddf.norm(dim=1).max()),
+            "dicom_seg": None if seg_path is None else str(seg_path),
+            "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        }
+        metrics["timings_s"]["total_s"] = round(sum(v for k, v in timings.items() if k != "load_reference_s"), 4)
+        path_json = folder / "metrics.json"
+        if path_json.exists() and not overwrite:
+            raise FileExistsError(f"{path_json} exists; pass overwrite=True to replace it.")
+        path_json.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        logger.info("registered %s -> %s (Dice %.3f)", path, folder, metrics["dice_reference_vs_registered_mask"])
+        return metrics
+
+
+def register(
+    reference: str | os.PathLike,
+    reference_mask: str | os.PathLike,
+    floating: Sequence[str | os.PathLike],
+    output_dir: str | os.PathLike,
+    bundle_dir: str | os.PathLike | None = None,
+    device: str = "cpu",
+    size: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """One-call registration of follow-ups onto an annotated reference (see :class:`JRSRegistrar`).
+
+    Example::
+
+        from monai_jrs.apps import register
+        results = register("ref.dcm", "ref_lungs.png", ["followups/"], "out/")
+        print(results[0]["dice_reference_vs_registered_mask"])
+    """
+    registrar = JRSRegistrar(bundle_dir=bundle_dir, device=device, size=size)
+    return registrar.register(reference, reference_mask, floating, output_dir, overwrite=overwrite, progress=progress)
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for ext in (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy", ".dcm", ".dicom"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _sample(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of ``image`` ``(1, C, Hf, Wf)`` at pixel coordinates ``coords`` ``(1, 2, H, W)`` (zeros outside)."""
+    hf, wf = image.shape[2:]
+    gy = coords[:, 0] * (2.0 / max(hf - 1, 1)) - 1.0
+    gx = coords[:, 1] * (2.0 / max(wf - 1, 1)) - 1.0
+    grid = torch.stack((gx, gy), dim=-1)
+    return F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def _dice_before(ref_mask: torch.Tensor, flt_mask: torch.Tensor) -> float | None:
+    if tuple(ref_mask.shape) != tuple(flt_mask.shape):
+        return None  # different grids: no pixel-wise comparison before registration
+    return float(compute_dice_score(flt_mask[None], ref_mask[None])[0])
+
+
+def _write_overlay(path, ref_img, ref_mask, reg_mask, flt_img, flt_mask, overwrite) -> None:
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    left = overlay_contours(ref_img[0], [ref_mask[0], reg_mask[0]], colors=(RED, GREEN), thickness=2)
+    right = overlay_contours(flt_img[0], [flt_mask[0]], colors=(GREEN,), thickness=2)
+    h = max(left.shape[0], right.shape[0])
+    tiles = [_pad_to(left, h, left.shape[1]), _pad_to(right, h, right.shape[1])]
+    canvas = np.full((h, tiles[0].shape[1] + tiles[1].shape[1] + 4, 3), 255, dtype=np.uint8)
+    canvas[:, : tiles[0].shape[1]] = tiles[0]
+    canvas[:, tiles[0].shape[1] + 4 :] = tiles[1]
+    Image.fromarray(canvas).save(path)
+
+
+def _pad_to(tile: np.ndarray, h: int, w: int) -> np.ndarray:
+    out = np.full((h, w, 3), 255, dtype=np.uint8)
+    out[: tile.shape[0], : tile.shape[1]] = tile
+    return out
