@@ -47,7 +47,7 @@ def _pairs(size: int, n: int, folder: Path) -> list[tuple[Path, Path, Path]]:
         image, mask = make_synthetic_xray((size, size), max_value=65535, seed=i)
         angle = np.deg2rad(rng.uniform(-5, 5))
         shift = rng.uniform(-0.04, 0.04, size=2) * size
-        mat = torch.linalg.inv(rotation_matrix(torch.tensor([angle]), torch.tensor([shift], dtype=torch.float32)))
+        mat = torch.linalg.inv(rotation_matrix(torch.tensor([angle]), torch.from_numpy(shift[None]).float()))
         flt = warp(torch.from_numpy(image.astype(np.float32))[None, None], affine_to_ddf(mat, (size, size)))
         ref_p, mask_p, flt_p = folder / f"ref{size}_{i}.png", folder / f"mask{size}_{i}.png", folder / f"flt{size}_{i}.png"
         Image.fromarray(image).save(ref_p)
