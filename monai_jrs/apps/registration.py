@@ -46,17 +46,29 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform
 from PIL import Image
 
 from monai_jrs._version import __version__
 from monai_jrs.data.dicom import list_dicom_images, write_dicom_seg
-from monai_jrs.data.io import load_mask, load_xray, save_nifti
-from monai_jrs.data.preprocessing import resize_to_network, restore_to_original
+from monai_jrs.data.io import from_collatable_meta, load_mask, load_xray, save_nifti
+from monai_jrs.data.preprocessing import GridInfo, resize_to_network, restore_to_original
 from monai_jrs.metrics import compute_dice_score, folding_percentage
 from monai_jrs.utils.conventions import identity_grid, invert_ddf, resize_ddf, warp
 from monai_jrs.visualize.overlay import GREEN, RED, overlay_contours
 
-__all__ = ["JRSRegistrar", "register", "default_bundle_dir", "expand_inputs", "OUTPUT_FILES"]
+__all__ = [
+    "JRSRegistrar",
+    "register",
+    "write_registration_outputs",
+    "SaveRegistrationOutputsd",
+    "followup_items",
+    "default_bundle_dir",
+    "expand_inputs",
+    "OUTPUT_FILES",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -206,58 +218,102 @@ class JRSRegistrar:
         x = torch.cat([ref_net, flt_net, mask_net], dim=0)[None].to(self.device)
         out = self.network(x).float().cpu()
         timings["network_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        prob_net, ddf_net = out[:, 1:2], out[:, 3:5]
-        # full-resolution field: reference pixel p -> network point u = p / s_ref -> floating pixel s_flt (u + d(u))
-        ref_shape, flt_shape = tuple(ref_info.original_shape), tuple(flt_info.original_shape)
-        s_ref = torch.tensor(ref_info.scale_factors).view(1, 2, 1, 1)
-        s_flt = torch.tensor(flt_info.scale_factors).view(1, 2, 1, 1)
-        p = identity_grid(ref_shape)
-        d_ref = resize_ddf(ddf_net, ref_shape) / s_ref  # network displacement, sampled at the reference pixels
-        ddf = s_flt * (p / s_ref + d_ref) - p
-        registered = _sample(flt_img[None], p + ddf)
-        reg_mask = (restore_to_original(prob_net, ref_info)[0] > 0.5).float()
-        # floating mask: the registered mask carried back through the inverse field (network grid)
-        mask_flt_net = warp(prob_net, invert_ddf(ddf_net), padding_mode="zeros")
-        flt_mask = (restore_to_original(mask_flt_net, flt_info)[0] > 0.5).float()
-        timings["resample_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        folder.mkdir(parents=True, exist_ok=True)
-        ref_sp, flt_sp = ref_meta.get("spacing"), flt_meta.get("spacing")
-        save_nifti(registered[0, 0], folder / "registered.nii.gz", spacing=ref_sp, overwrite=overwrite)
-        save_nifti(ddf[0], folder / "ddf.nii.gz", spacing=ref_sp, overwrite=overwrite)
-        save_nifti(reg_mask[0].to(torch.uint8), folder / "registered_mask.nii.gz", spacing=ref_sp, overwrite=overwrite)
-        save_nifti(flt_mask[0].to(torch.uint8), folder / "floating_mask.nii.gz", spacing=flt_sp, overwrite=overwrite)
-        _write_overlay(folder / "overlay.png", ref_img, ref_mask, reg_mask, flt_img, flt_mask, overwrite)
-        seg_path = None
-        if flt_meta.get("format") == "dicom":
-            seg_path = write_dicom_seg(flt_mask[0].to(torch.uint8).numpy(), path, folder / "floating_mask_seg.dcm",
-                                       overwrite=overwrite)
-        timings["write_s"] = time.perf_counter() - t
-        metrics = {
-            "monai_jrs_version": __version__,
-            "reference": str(ref_meta.get("filename")),
-            "floating": str(path),
-            "output_dir": str(folder),
-            "network_size": self.size,
-            "reference_shape": list(ref_shape),
-            "floating_shape": list(flt_shape),
-            "spacing_reference_mm": None if ref_sp is None else list(ref_sp),
-            "spacing_floating_mm": None if flt_sp is None else list(flt_sp),
-            "dice_reference_vs_registered_mask": float(compute_dice_score(reg_mask[None], ref_mask[None])[0]),
-            "dice_reference_vs_floating_mask": _dice_before(ref_mask, flt_mask),
-            "folding_percent": float(folding_percentage(ddf)[0]),
-            "max_displacement_px": float(ddf.norm(dim=1).max()),
-            "dicom_seg": None if seg_path is None else str(seg_path),
-            "timings_s": {k: round(v, 4) for k, v in timings.items()},
-        }
-        metrics["timings_s"]["total_s"] = round(sum(v for k, v in timings.items() if k != "load_reference_s"), 4)
-        path_json = folder / "metrics.json"
-        if path_json.exists() and not overwrite:
-            raise FileExistsError(f"{path_json} exists; pass overwrite=True to replace it.")
-        path_json.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        metrics = write_registration_outputs(
+            out, path, folder, ref_img, ref_mask, ref_meta, ref_info, flt_img, flt_meta, flt_info, overwrite, timings
+        )
         logger.info("registered %s -> %s (Dice %.3f)", path, folder, metrics["dice_reference_vs_registered_mask"])
         return metrics
+
+
+def write_registration_outputs(
+    out_net: torch.Tensor,
+    floating_path: str | os.PathLike,
+    folder: str | os.PathLike,
+    ref_img: torch.Tensor,
+    ref_mask: torch.Tensor,
+    ref_meta: dict[str, Any],
+    ref_info: GridInfo | dict[str, Any],
+    flt_img: torch.Tensor,
+    flt_meta: dict[str, Any],
+    flt_info: GridInfo | dict[str, Any],
+    overwrite: bool = False,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Map the network-grid outputs of one pair to full resolution and write every output file.
+
+    Shared by :class:`JRSRegistrar` (command line, Python API) and the bundle's ``inference.json``
+    (:class:`SaveRegistrationOutputsd`), so both write the same files.
+
+    Args:
+        out_net: ``(1, 5, h, w)`` output of :class:`~monai_jrs.networks.nets.JRSStackedGenerator`.
+        floating_path: the floating input file (named in ``metrics.json``; the DICOM SEG references it).
+        folder: output folder of this floating image (created).
+        ref_img: ``(1, H, W)`` reference image; ``ref_mask``: its ``(1, H, W)`` lung mask.
+        ref_meta: loader metadata of the reference (``spacing``, ``filename``); ``flt_meta`` likewise (``format``).
+        ref_info: :class:`~monai_jrs.data.preprocessing.GridInfo` (or its dict) of the reference resize;
+            ``flt_info`` of the floating one.
+        flt_img: ``(1, Hf, Wf)`` floating image on its own grid.
+        overwrite: replace existing files.
+        timings: stage timings measured by the caller; completed here and stored in ``metrics.json``.
+
+    Returns:
+        the ``metrics.json`` content.
+    """
+    timings = dict(timings or {})
+    path, folder = Path(floating_path), Path(folder)
+    ref_info, flt_info = GridInfo.from_dict(ref_info), GridInfo.from_dict(flt_info)
+    out = out_net
+    t = time.perf_counter()
+    prob_net, ddf_net = out[:, 1:2], out[:, 3:5]
+    # full-resolution field: reference pixel p -> network point u = p / s_ref -> floating pixel s_flt (u + d(u))
+    ref_shape, flt_shape = tuple(ref_info.original_shape), tuple(flt_info.original_shape)
+    s_ref = torch.tensor(ref_info.scale_factors).view(1, 2, 1, 1)
+    s_flt = torch.tensor(flt_info.scale_factors).view(1, 2, 1, 1)
+    p = identity_grid(ref_shape)
+    d_ref = resize_ddf(ddf_net, ref_shape) / s_ref  # network displacement, sampled at the reference pixels
+    ddf = s_flt * (p / s_ref + d_ref) - p
+    registered = _sample(flt_img[None], p + ddf)
+    reg_mask = _two_largest_components(restore_to_original(prob_net, ref_info)[0] > 0.5)
+    # floating mask: the registered mask carried back through the inverse field (network grid)
+    mask_flt_net = warp(prob_net, invert_ddf(ddf_net), padding_mode="zeros")
+    flt_mask = _two_largest_components(restore_to_original(mask_flt_net, flt_info)[0] > 0.5)
+    timings["resample_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    folder.mkdir(parents=True, exist_ok=True)
+    ref_sp, flt_sp = ref_meta.get("spacing"), flt_meta.get("spacing")
+    save_nifti(registered[0, 0], folder / "registered.nii.gz", spacing=ref_sp, overwrite=overwrite)
+    save_nifti(ddf[0], folder / "ddf.nii.gz", spacing=ref_sp, overwrite=overwrite)
+    save_nifti(reg_mask[0].to(torch.uint8), folder / "registered_mask.nii.gz", spacing=ref_sp, overwrite=overwrite)
+    save_nifti(flt_mask[0].to(torch.uint8), folder / "floating_mask.nii.gz", spacing=flt_sp, overwrite=overwrite)
+    _write_overlay(folder / "overlay.png", ref_img, ref_mask, reg_mask, flt_img, flt_mask, overwrite)
+    seg_path = None
+    if flt_meta.get("format") == "dicom":
+        seg_path = write_dicom_seg(flt_mask[0].to(torch.uint8).numpy(), path, folder / "floating_mask_seg.dcm",
+                                   overwrite=overwrite)
+    timings["write_s"] = time.perf_counter() - t
+    metrics = {
+        "monai_jrs_version": __version__,
+        "reference": str(ref_meta.get("filename")),
+        "floating": str(path),
+        "output_dir": str(folder),
+        "network_size": list(ref_info.network_shape),
+        "reference_shape": list(ref_shape),
+        "floating_shape": list(flt_shape),
+        "spacing_reference_mm": None if ref_sp is None else list(ref_sp),
+        "spacing_floating_mm": None if flt_sp is None else list(flt_sp),
+        "dice_reference_vs_registered_mask": float(compute_dice_score(reg_mask[None], ref_mask[None])[0]),
+        "dice_reference_vs_floating_mask": _dice_before(ref_mask, flt_mask),
+        "folding_percent": float(folding_percentage(ddf)[0]),
+        "max_displacement_px": float(ddf.norm(dim=1).max()),
+        "dicom_seg": None if seg_path is None else str(seg_path),
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+    }
+    metrics["timings_s"]["total_s"] = round(sum(v for k, v in timings.items() if k != "load_reference_s"), 4)
+    path_json = folder / "metrics.json"
+    if path_json.exists() and not overwrite:
+        raise FileExistsError(f"{path_json} exists; pass overwrite=True to replace it.")
+    path_json.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return metrics
 
 
 def register(
@@ -283,12 +339,107 @@ def register(
     return registrar.register(reference, reference_mask, floating, output_dir, overwrite=overwrite, progress=progress)
 
 
+def followup_items(
+    reference: str | os.PathLike, reference_mask: str | os.PathLike, floating: Sequence[str | os.PathLike]
+) -> list[dict[str, str]]:
+    """Datalist pair items for the bundle's ``inference.json``: one per floating image, DICOM folders expanded.
+
+    Example (bundle override): ``--data "$monai_jrs.apps.registration.followup_items('ref.dcm', 'ref_lungs.png',
+    ['followups/'])"``.
+    """
+    return [
+        {"reference": str(reference), "reference_mask": str(reference_mask), "floating": str(p)}
+        for p in expand_inputs(floating)
+    ]
+
+
+class SaveRegistrationOutputsd(MapTransform):
+    """Bundle post-processing: write the same full-resolution files as ``monai-jrs register`` for one pair.
+
+    Expects a decollated item holding the network output under ``keys`` (``(5, h, w)``,
+    :class:`~monai_jrs.networks.nets.JRSStackedGenerator`), the network-grid MetaTensors of the reference and floating
+    images (with ``meta["grid_info"]`` from :class:`~monai_jrs.data.preprocessing.ResizeToNetworkd`) and copies of
+    the full-resolution reference, reference mask and floating image under the same keys plus ``full_postfix``
+    (``CopyItemsd`` before resizing). Calls :func:`write_registration_outputs` into ``output_dir/<floating stem>/``
+    and stores the ``metrics.json`` content under ``f"{key}_metrics"``.
+
+    Args:
+        keys: the prediction key.
+        output_dir: output root.
+        reference_key, reference_mask_key, floating_key: keys of the network-grid images.
+        full_postfix: postfix of the full-resolution copies.
+        overwrite: replace existing outputs.
+        allow_missing_keys: skip items without ``keys``.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_dir: str | os.PathLike,
+        reference_key: str = "reference",
+        reference_mask_key: str = "reference_mask",
+        floating_key: str = "floating",
+        full_postfix: str = "_full",
+        overwrite: bool = False,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.output_dir = Path(output_dir)
+        self.reference_key, self.reference_mask_key, self.floating_key = reference_key, reference_mask_key, floating_key
+        self.full_postfix = full_postfix
+        self.overwrite = bool(overwrite)
+
+    def __call__(self, data: dict) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            pred = d[key]
+            pred = pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)
+            if pred.ndim != 3 or pred.shape[0] != 5:
+                raise ValueError(f"`{key}` must have shape (5, h, w) (JRSStackedGenerator output), got {tuple(pred.shape)}.")
+            ref_full = d[self.reference_key + self.full_postfix]
+            mask_full = d[self.reference_mask_key + self.full_postfix]
+            flt_full = d[self.floating_key + self.full_postfix]
+            ref_meta, flt_meta = from_collatable_meta(ref_full.meta), from_collatable_meta(flt_full.meta)
+            flt_path = Path(str(flt_meta.get("filename_or_obj") or flt_meta.get("filename")))
+            metrics = write_registration_outputs(
+                pred[None].float(),
+                flt_path,
+                self.output_dir / _stem(flt_path),
+                ref_full.as_tensor().float(),
+                mask_full.as_tensor().float(),
+                ref_meta,
+                d[self.reference_key].meta["grid_info"],
+                flt_full.as_tensor().float(),
+                flt_meta,
+                d[self.floating_key].meta["grid_info"],
+                overwrite=self.overwrite,
+            )
+            d[f"{key}_metrics"] = metrics
+        return d
+
+
 def _stem(path: Path) -> str:
     name = path.name
     for ext in (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy", ".dcm", ".dicom"):
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return name
+
+
+def _two_largest_components(mask: torch.Tensor) -> torch.Tensor:
+    """Keep the two largest connected components (the lungs) of a ``(1, H, W)`` bool mask; returns float {0, 1}.
+
+    The fused-feature segmentation can fire on small dark regions outside the body (air beside the patient); the
+    lungs are the two largest components of a chest radiograph's lung field.
+    """
+    from scipy import ndimage
+
+    arr = mask[0].cpu().numpy()
+    labels, n = ndimage.label(arr)
+    if n > 2:
+        sizes = ndimage.sum(arr, labels, index=range(1, n + 1))
+        arr = np.isin(labels, 1 + np.argsort(sizes)[::-1][:2])
+    return torch.from_numpy(np.asarray(arr, dtype=np.float32))[None]
 
 
 def _sample(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

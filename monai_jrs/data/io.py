@@ -71,7 +71,6 @@ __all__ = [
     "LoadLungMaskd",
     "LoadLungMaskD",
     "LoadLungMaskDict",
-    "SaveRegistrationd",
 ]
 
 #: file name endings read with PIL.
@@ -676,67 +675,3 @@ def _read_numpy(p: Path) -> tuple[np.ndarray, dict[str, Any]]:
     }
     return arr, meta
 
-
-class SaveRegistrationd(MapTransform):
-    """Write the stacked output of :class:`~monai_jrs.networks.nets.JRSStackedGenerator` as NIfTI files.
-
-    For one (decollated) item, ``pred`` ``(5, H, W)`` is split into ``registered.nii.gz``,
-    ``registered_mask_prob.nii.gz``, ``registered_mask.nii.gz`` and ``ddf.nii.gz`` (``(2, H, W)``, pixels, channel 0
-    along rows) written with :func:`save_nifti` (``(rows, cols)`` order) into ``output_dir/<stem of the floating
-    file>/``. The grid is the network grid of the item (its spacing is taken from the affine of ``name_key``'s
-    MetaTensor when it holds one). Existing files are never replaced unless ``overwrite``.
-
-    Args:
-        keys: the prediction key (one key).
-        output_dir: root output folder (created).
-        name_key: key of the MetaTensor whose ``filename_or_obj`` names the output folder.
-        overwrite: replace existing files.
-        allow_missing_keys: skip items without ``keys``.
-
-    Raises:
-        FileExistsError: an output exists and ``overwrite`` is False.
-        ValueError: the prediction is not ``(5, H, W)``.
-    """
-
-    _NAMES = ("registered", "registered_mask_prob", "registered_mask")
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        output_dir: str | PathLike,
-        name_key: str = "floating",
-        overwrite: bool = False,
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        if len(self.keys) != 1:
-            raise ValueError(f"`keys` must name the one prediction key, got {self.keys}.")
-        self.output_dir = Path(output_dir)
-        self.name_key = name_key
-        self.overwrite = bool(overwrite)
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            pred = d[key]
-            arr = pred.as_tensor() if isinstance(pred, MetaTensor) else torch.as_tensor(pred)
-            if arr.ndim != 3 or arr.shape[0] != 5:
-                raise ValueError(f"`{key}` must have shape (5, H, W) (JRSStackedGenerator output), got {tuple(arr.shape)}.")
-            ref = d.get(self.name_key)
-            meta = ref.meta if isinstance(ref, MetaTensor) else {}
-            name = str(meta.get("filename_or_obj", "") or "")
-            stem = Path(name).name
-            for ext in NIFTI_EXTENSIONS + PIL_EXTENSIONS + (".dcm", ".npy"):
-                if stem.lower().endswith(ext):
-                    stem = stem[: -len(ext)]
-                    break
-            folder = self.output_dir / (stem or f"item_{id(d)}")
-            spacing = None
-            if isinstance(ref, MetaTensor):
-                diag = torch.diagonal(torch.as_tensor(ref.affine))[:2].abs().tolist()
-                spacing = diag if all(math.isfinite(v) and v > 0 for v in diag) else None
-            for i, n in enumerate(self._NAMES):
-                save_nifti(arr[i], folder / f"{n}.nii.gz", spacing=spacing, overwrite=self.overwrite)
-            save_nifti(arr[3:5], folder / "ddf.nii.gz", spacing=spacing, overwrite=self.overwrite)
-            d[f"{key}_output_dir"] = str(folder)
-        return d

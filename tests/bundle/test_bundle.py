@@ -28,6 +28,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, verify_metadata
 
+from monai_jrs.apps.registration import OUTPUT_FILES
 from monai_jrs.data.embedded import generate_embedded_dataset
 from monai_jrs.networks.nets import JRSStackedGenerator
 
@@ -120,12 +121,10 @@ class TestBundleWorkflows(unittest.TestCase):
                 "--dataset_dir", str(self.data.parent), "--output_dir", str(out), "--image_size", "32",
                 "--features", "8", "--num_res_blocks", "1")
         pairs = json.loads(self.data.read_text())["test"]
-        for pair in pairs:
+        for pair in pairs:  # the same files as `monai-jrs register`, at the input resolution
             folder = out / Path(pair["floating"]).stem
-            self.assertEqual(
-                sorted(os.listdir(folder)),
-                ["ddf.nii.gz", "registered.nii.gz", "registered_mask.nii.gz", "registered_mask_prob.nii.gz"],
-            )
+            self.assertEqual(sorted(os.listdir(folder)), sorted(OUTPUT_FILES))
+            self.assertEqual(json.loads((folder / "metrics.json").read_text())["floating_shape"], [32, 32])
         ts = Path(self.tmp.name) / "model.ts"
         _bundle("ckpt_export", "network_def", "--filepath", str(ts), "--ckpt_file", str(self.run_dir / "models" / "model.pt"),
                 "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json",

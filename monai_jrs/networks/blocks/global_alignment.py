@@ -123,9 +123,11 @@ class GlobalAlignment(nn.Module):
         exhaustive_search: if False, the search is skipped (identity start), e.g. to use only the learned stage.
         num_fine_rotations: angles of the second pass (``<= 1`` disables it).
         max_shift_fraction: largest shift searched, as a fraction of the search grid per axis, in ``(0, 1)``.
-        min_overlap: smallest accepted overlap, as a fraction of the search grid area, in ``(0, 1]``.
+        min_overlap: smallest accepted overlap, as a fraction of the search window area (the grid, or the dilated
+            reference mask when one is given), in ``(0, 1]``.
         refinement_features: width of the refinement CNN.
         act: activation of the refinement CNN.
+        mask_margin: dilation of the reference mask that forms the search window, as a fraction of the search grid.
 
     Raises:
         ValueError: for out-of-range arguments.
@@ -150,6 +152,7 @@ class GlobalAlignment(nn.Module):
         min_overlap: float = 0.3,
         refinement_features: int = 16,
         act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
+        mask_margin: float = 0.1,
     ) -> None:
         super().__init__()
         if int(search_size) < 8:
@@ -170,6 +173,9 @@ class GlobalAlignment(nn.Module):
         self.num_fine_rotations = int(num_fine_rotations)
         self.max_shift_fraction = float(max_shift_fraction)
         self.min_overlap = float(min_overlap)
+        if not 0.0 <= float(mask_margin) < 0.5:
+            raise ValueError(f"`mask_margin` must be in [0, 0.5), got {mask_margin}.")
+        self.mask_margin = float(mask_margin)
         k = self.num_rotations
         if self.max_rotation_deg >= 180.0:
             self.circular = True
@@ -212,12 +218,17 @@ class GlobalAlignment(nn.Module):
         std = flat.std(dim=1).view(-1, 1, 1, 1).clamp_min(1e-6)
         return (x - mean) / std
 
-    def forward(self, reference: torch.Tensor, floating: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, reference: torch.Tensor, floating: torch.Tensor, reference_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Estimate the affine that maps reference-grid points to the floating image.
 
         Args:
             reference: ``(B, C, H, W)`` reference image.
             floating: ``(B, C, H, W)`` floating image.
+            reference_mask: optional ``(B, 1, H, W)`` lung mask of the reference. When given, the search scores the
+                correlation inside the mask dilated by ``mask_margin`` (the chest) only, so that collimator
+                borders, burnt-in markers and the background, which differ between visits, cannot drive it.
 
         Returns:
             ``(B, 3, 3)`` matrix on the ``(H, W)`` grid; ``warp(floating, affine_to_ddf(A, (H, W)))`` is aligned
@@ -230,7 +241,7 @@ class GlobalAlignment(nn.Module):
         flt_s = self.prepare(floating, shape)
         if self.exhaustive_search:
             with torch.no_grad():
-                mat, _ = self._search(ref_s, flt_s)
+                mat, _ = self._search(ref_s, flt_s, self.search_weight(reference_mask, shape))
         else:
             mat = torch.eye(3, dtype=ref_s.dtype, device=ref_s.device).unsqueeze(0).repeat(ref_s.shape[0], 1, 1)
         if self.refinement_net is not None:
@@ -239,7 +250,9 @@ class GlobalAlignment(nn.Module):
         return rescale_affine(mat, shape, (h_big, w_big), align_corners=False)
 
     @torch.no_grad()
-    def search(self, reference: torch.Tensor, floating: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def search(
+        self, reference: torch.Tensor, floating: torch.Tensor, reference_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run only the exhaustive search (no learned refinement).
 
         Args:
@@ -253,7 +266,8 @@ class GlobalAlignment(nn.Module):
         self._check(reference, floating)
         h_big, w_big = int(reference.shape[2]), int(reference.shape[3])
         shape = self.search_shape(h_big, w_big)
-        mat, score = self._search(self.prepare(reference, shape), self.prepare(floating, shape))
+        weight = self.search_weight(reference_mask, shape)
+        mat, score = self._search(self.prepare(reference, shape), self.prepare(floating, shape), weight)
         return rescale_affine(mat, shape, (h_big, w_big), align_corners=False), score
 
     # ------------------------------------------------------------------ internals
@@ -270,11 +284,31 @@ class GlobalAlignment(nn.Module):
         if min(reference.shape[2:]) < 4:
             raise ValueError(f"images must be at least 4 x 4 pixels, got {tuple(reference.shape[2:])}.")
 
-    def _search(self, ref: torch.Tensor, flt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def search_weight(self, reference_mask: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor | None:
+        """The reference window of the search: the mask at ``shape``, dilated by ``mask_margin`` of the grid.
+
+        Returns ``None`` (the whole image) without a mask or when the mask is empty for every sample.
+        """
+        if reference_mask is None:
+            return None
+        m = reference_mask.float().amax(dim=1, keepdim=True)
+        if tuple(m.shape[2:]) != tuple(shape):
+            m = F.interpolate(m, size=list(shape), mode="area")
+        m = (m > 0.25).to(m.dtype)
+        r = max(1, int(round(self.mask_margin * max(shape))))
+        m = F.max_pool2d(m, kernel_size=2 * r + 1, stride=1, padding=r)
+        empty = m.flatten(1).sum(dim=1) == 0
+        if bool(empty.all()):
+            return None
+        return torch.where(empty.view(-1, 1, 1, 1), torch.ones_like(m), m)
+
+    def _search(
+        self, ref: torch.Tensor, flt: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Search on the small grid. ``ref``, ``flt``: ``(B, 1, h, w)`` normalised. Returns ``(B, 3, 3)``, ``(B,)``."""
         bsz = ref.shape[0]
         coarse = self.angles.to(ref.dtype).unsqueeze(0).expand(bsz, -1)
-        ncc, vals, idx = self._ncc_maps(ref, flt, coarse)
+        ncc, vals, idx = self._ncc_maps(ref, flt, coarse, weight)
         k_best = vals.argmax(dim=1)
         if self.num_fine_rotations > 1:
             centre = coarse.gather(1, k_best[:, None])
@@ -283,7 +317,7 @@ class GlobalAlignment(nn.Module):
                 device=ref.device,
             )
             angles = centre + offsets.unsqueeze(0)
-            ncc, vals, idx = self._ncc_maps(ref, flt, angles)
+            ncc, vals, idx = self._ncc_maps(ref, flt, angles, weight)
             k_best = vals.argmax(dim=1)
             step, circular = float(self.angle_step) / (self.num_fine_rotations - 1), False
         else:
@@ -312,7 +346,7 @@ class GlobalAlignment(nn.Module):
         return rotation_matrix(theta, t), score
 
     def _ncc_maps(
-        self, ref: torch.Tensor, flt: torch.Tensor, angles: torch.Tensor
+        self, ref: torch.Tensor, flt: torch.Tensor, angles: torch.Tensor, weight: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Masked NCC of ``ref`` with ``flt`` rotated by each of ``angles`` ``(B, K)``, for every allowed shift.
 
@@ -339,8 +373,9 @@ class GlobalAlignment(nn.Module):
         def corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # sum_p a(p) b(p + u)
             return torch.fft.irfft2(torch.conj(a) * b, s=size)
 
-        ref_sp, ref2_sp = spec(ref), spec(ref * ref)
-        ones_sp = spec(torch.ones_like(ref[:1]))
+        win = torch.ones_like(ref[:1]) if weight is None else weight.to(ref.dtype)  # reference window (0/1)
+        ref_sp, ref2_sp = spec(ref * win), spec(ref * ref * win)
+        ones_sp = spec(win)
         g_sp, g2_sp, m_sp = spec(g), spec(g * g), spec(valid_f)
         n = corr(ones_sp, m_sp)
         s_ref = corr(ref_sp, m_sp)
@@ -358,7 +393,8 @@ class GlobalAlignment(nn.Module):
         lag_r = torch.minimum(lag_r, size[0] - lag_r)
         lag_c = torch.minimum(lag_c, size[1] - lag_c)
         window = (lag_r[:, None] <= s_r) & (lag_c[None, :] <= s_c)
-        valid = window & (n >= self.min_overlap * h * w) & (var_r > 1e-3 * n_safe) & (var_f > 1e-3 * n_safe)
+        area = win.flatten(1).sum(dim=1).view(-1, 1, 1, 1)
+        valid = window & (n >= self.min_overlap * area) & (var_r > 1e-3 * n_safe) & (var_f > 1e-3 * n_safe)
         ncc = torch.where(valid, ncc.clamp(-1.0, 1.0), torch.full_like(ncc, -math.inf))
         best_val, best_idx = ncc.reshape(bsz, k, -1).max(dim=-1)
         return ncc, best_val, best_idx

@@ -224,7 +224,7 @@ class JRSGenerator(nn.Module):
         bsz, _, height, width = reference.shape
         shape = (int(height), int(width))
         if self.global_stage is not None:
-            matrix = self.global_stage(reference, floating)
+            matrix = self.global_stage(reference, floating, reference_mask)
         else:
             matrix = torch.eye(3, dtype=reference.dtype, device=reference.device).unsqueeze(0).repeat(bsz, 1, 1)
         affine_ddf = affine_to_ddf(matrix, shape)

@@ -171,7 +171,7 @@ class TestJRSGenerator(unittest.TestCase):
             registered, prob, binary, ddf = net(image, floating, mask)
             for h in hooks:
                 h.remove()
-            matrix = net.global_stage(image, floating)
+            matrix = net.global_stage(image, floating, mask)  # the search window is the dilated reference mask
             local = captured["local"][0]
             coarse = net.coarse_shape(40, 44)
             self.assertEqual(tuple(local.shape[2:]), coarse)
