@@ -144,6 +144,29 @@ class TestRegisterCLI(unittest.TestCase):
             mask = _nii(folder / "floating_mask.nii.gz")
             np.testing.assert_array_equal(np.asarray(seg.pixel_array).reshape(mask.shape), mask)
 
+    def test_bundle_inference_on_dicom_folder(self):
+        # the bundle's inference.json runs the same pipeline on a datalist built from a DICOM folder of follow-ups
+        out = Path(self.tmp.name) / "out_bundle"
+        data = (f"$monai_jrs.apps.registration.followup_items('{self.inputs / 'ref.png'}', "
+                f"'{self.inputs / 'ref_mask.png'}', ['{self.dicom_dir}'])")
+        proc = subprocess.run(
+            [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+             "--bundle_root", ".", "--output_dir", str(out), "--data", data],
+            cwd=Path(__file__).resolve().parents[2] / "bundle", capture_output=True, text=True, timeout=600,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        cli_out = Path(self.tmp.name) / "out_dicom_cli"
+        self.assertEqual(_cli("--reference", str(self.inputs / "ref.png"), "--reference-mask",
+                              str(self.inputs / "ref_mask.png"), "--floating", str(self.dicom_dir),
+                              "--output", str(cli_out)).returncode, 0)
+        for stem in ("flt_m1", "flt_m2"):
+            self.assertEqual(sorted(os.listdir(out / stem)), sorted([*OUTPUT_FILES, "floating_mask_seg.dcm"]))
+            ddf_bundle, ddf_cli = _nii(out / stem / "ddf.nii.gz"), _nii(cli_out / stem / "ddf.nii.gz")
+            self.assertEqual(ddf_bundle.shape, (300, 260, 1, 1, 2))
+            # same network and mapping; only the resizing of the inputs differs slightly (MetaTensor path)
+            self.assertLess(float(np.abs(ddf_bundle - ddf_cli).mean()), 0.5)
+
     def test_no_overwrite_then_overwrite(self):
         out = Path(self.tmp.name) / "out_twice"
         args = ["--reference", str(self.inputs / "ref.png"), "--reference-mask", str(self.inputs / "ref_mask.png"),
