@@ -467,7 +467,7 @@ def _write_overlay(path, ref_img, ref_mask, reg_mask, flt_img, flt_mask, overwri
     canvas = np.full((h, tiles[0].shape[1] + tiles[1].shape[1] + 4, 3), 255, dtype=np.uint8)
     canvas[:, : tiles[0].shape[1]] = tiles[0]
     canvas[:, tiles[0].shape[1] + 4 :] = tiles[1]
-    Image.fromarray(canvas).save(path)
+    Image.fromarray(canvas).save(path, compress_level=1)  # fast: the overlay is a preview
 
 
 def _pad_to(tile: np.ndarray, h: int, w: int) -> np.ndarray:
