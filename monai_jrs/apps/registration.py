@@ -53,8 +53,15 @@ from PIL import Image
 
 from monai_jrs._version import __version__
 from monai_jrs.data.dicom import list_dicom_images, write_dicom_seg
-from monai_jrs.data.io import from_collatable_meta, load_mask, load_xray, save_nifti
-from monai_jrs.data.preprocessing import GridInfo, resize_to_network, restore_to_original
+from monai_jrs.data.io import (
+    NIFTI_EXTENSIONS,
+    PIL_EXTENSIONS,
+    from_collatable_meta,
+    load_mask,
+    load_xray,
+    save_nifti,
+)
+from monai_jrs.data.preprocessing import GridInfo, keep_largest_components, resize_to_network, restore_to_original
 from monai_jrs.metrics import compute_dice_score, folding_percentage
 from monai_jrs.utils.conventions import identity_grid, invert_ddf, resize_ddf, warp
 from monai_jrs.visualize.overlay import GREEN, RED, overlay_contours
@@ -420,26 +427,18 @@ class SaveRegistrationOutputsd(MapTransform):
 
 def _stem(path: Path) -> str:
     name = path.name
-    for ext in (".nii.gz", ".nii", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".npy", ".dcm", ".dicom"):
+    for ext in (*NIFTI_EXTENSIONS[::-1], *PIL_EXTENSIONS, ".npy", ".dcm", ".dicom"):
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return name
 
 
 def _two_largest_components(mask: torch.Tensor) -> torch.Tensor:
-    """Keep the two largest connected components (the lungs) of a ``(1, H, W)`` bool mask; returns float {0, 1}.
+    """The two largest components (the lungs) of a ``(1, H, W)`` bool mask, as float {0, 1}.
 
-    The fused-feature segmentation can fire on small dark regions outside the body (air beside the patient); the
-    lungs are the two largest components of a chest radiograph's lung field.
+    The fused-feature segmentation can fire on small dark regions outside the body (air beside the patient).
     """
-    from scipy import ndimage
-
-    arr = mask[0].cpu().numpy()
-    labels, n = ndimage.label(arr)
-    if n > 2:
-        sizes = ndimage.sum(arr, labels, index=range(1, n + 1))
-        arr = np.isin(labels, 1 + np.argsort(sizes)[::-1][:2])
-    return torch.from_numpy(np.asarray(arr, dtype=np.float32))[None]
+    return torch.from_numpy(keep_largest_components(mask[0].cpu().numpy(), 2).astype(np.float32))[None]
 
 
 def _sample(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from monai_jrs.data.preprocessing import keep_largest_components
+
 __all__ = [
     "LUNG_STRUCTURES",
     "EXCLUDED_STRUCTURES",
@@ -210,10 +212,7 @@ def load_chest_ct(
     spacing = tuple(float(z * f) for z, f in zip(zooms_l, factor))
 
     body = (hu > -400.0).numpy()
-    lab, n = ndimage.label(body)
-    if n > 1:
-        sizes = ndimage.sum(body, lab, index=range(1, n + 1))
-        body = lab == (1 + int(np.argmax(sizes)))
+    body = keep_largest_components(body, 1)
     for k in range(body.shape[1]):  # fill lungs/airways inside the body, per axial (AP-LR) slice
         body[:, k, :] = ndimage.binary_fill_holes(body[:, k, :])
     body_t = torch.from_numpy(body.astype(np.float32))
@@ -388,12 +387,7 @@ def render_drr(
     lung_path, excl_path = masks[0], masks[1]
     ref = float(torch.quantile(lung_path[lung_path > 0], 0.99)) if (lung_path > 0).any() else 1.0
     lung = ((lung_path > lung_fraction * ref) & (excl_path < exclusion_threshold_mm)).numpy()
-    lab, n = ndimage.label(lung)
-    if n > 2:
-        sizes = ndimage.sum(lung, lab, index=range(1, n + 1))
-        keep = 1 + np.argsort(sizes)[::-1][:2]
-        lung = np.isin(lab, keep)
-    lung = ndimage.binary_fill_holes(lung)
+    lung = ndimage.binary_fill_holes(keep_largest_components(lung, 2))
     return line_integral.clamp(min=0.0).float(), torch.from_numpy(lung)
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "resize_to_network",
     "restore_to_original",
     "ddf_to_original",
+    "keep_largest_components",
     "NormalizeXRay",
     "NormalizeXRayd",
     "NormalizeXRayD",
@@ -293,6 +294,26 @@ def ddf_to_original(ddf_net: torch.Tensor, info: GridInfo | Mapping[str, Any]) -
     x = _crop_content(x, gi, "ddf_net")
     out = resize_ddf(x.as_tensor() if isinstance(x, MetaTensor) else x, gi.original_shape)
     return out if batched else out[0]
+
+
+def keep_largest_components(mask: np.ndarray, count: int = 2) -> np.ndarray:
+    """Keep the ``count`` largest connected components of a bool mask (e.g. the two lungs of a lung field).
+
+    Args:
+        mask: 2-D or 3-D bool (or {0, 1}) array.
+        count: number of components kept.
+
+    Returns:
+        bool array of the same shape; unchanged when it has at most ``count`` components.
+    """
+    from scipy import ndimage
+
+    arr = np.asarray(mask, dtype=bool)
+    labels, n = ndimage.label(arr)
+    if n <= count:
+        return arr
+    sizes = ndimage.sum(arr, labels, index=range(1, n + 1))
+    return np.isin(labels, 1 + np.argsort(sizes)[::-1][:count])
 
 
 class NormalizeXRay(Transform):
