@@ -29,15 +29,16 @@ install_requires = [
     "tqdm>=4.60",
     "fire>=0.5",  # python -m monai.bundle
     "pyyaml>=6.0",  # YAML bundle configs
-    "jsonschema>=4.0",  # monai.bundle verify_metadata
+    "jsonschema>=3.2",  # monai.bundle verify_metadata (draft-07 schema); <4 is what monailabel's pydicom-seg allows
     "tensorboard>=2.10",  # TensorBoard handlers of the bundle
 ]
 
 extras_require = {
     "dev": ["pytest>=7", "pytest-xdist>=3", "parameterized>=0.9"],
     "elastix": ["itk-elastix>=0.20"],
-    # MONAI Label 0.8.5 needs torchvision; see docs: install torch==2.14.1 torchvision==0.29.1 first.
-    "monailabel": ["monailabel==0.8.5"],
+    # MONAI Label 0.8.5 needs torchvision; see docs/monailabel.md: install torch==2.14.1 torchvision==0.29.1 first.
+    # SimpleITK writes the result labels with the image geometry (docs/monailabel.md).
+    "monailabel": ["monailabel==0.8.5", "SimpleITK>=2.2"],
 }
 extras_require["all"] = sorted({d for k, v in extras_require.items() if k != "monailabel" for d in v})
 
