@@ -72,6 +72,7 @@ __all__ = [
     "write_registration_outputs",
     "SaveRegistrationOutputsd",
     "followup_items",
+    "floating_mask_from_output",
     "default_bundle_dir",
     "expand_inputs",
     "OUTPUT_FILES",
@@ -281,9 +282,7 @@ def write_registration_outputs(
     ddf = s_flt * (p / s_ref + d_ref) - p
     registered = _sample(flt_img[None], p + ddf)
     reg_mask = _two_largest_components(restore_to_original(prob_net, ref_info)[0] > 0.5)
-    # floating mask: the registered mask carried back through the inverse field (network grid)
-    mask_flt_net = warp(prob_net, invert_ddf(ddf_net), padding_mode="zeros")
-    flt_mask = _two_largest_components(restore_to_original(mask_flt_net, flt_info)[0] > 0.5)
+    flt_mask = floating_mask_from_output(out, flt_info)
     timings["resample_s"] = time.perf_counter() - t
     t = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
@@ -321,6 +320,24 @@ def write_registration_outputs(
         raise FileExistsError(f"{path_json} exists; pass overwrite=True to replace it.")
     path_json.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return metrics
+
+
+def floating_mask_from_output(out_net: torch.Tensor, flt_info: GridInfo | dict[str, Any]) -> torch.Tensor:
+    """The lung mask of the floating image on its own full-resolution grid, from the network output of one pair.
+
+    The registered mask (network grid) is carried back through the inverse field, restored to the floating image's
+    original grid, thresholded at 0.5 and reduced to its two largest components (the lungs).
+
+    Args:
+        out_net: ``(1, 5, h, w)`` output of :class:`~monai_jrs.networks.nets.JRSStackedGenerator`.
+        flt_info: :class:`~monai_jrs.data.preprocessing.GridInfo` (or its dict) of the floating image's resize.
+
+    Returns:
+        ``(1, Hf, Wf)`` float {0, 1} mask, ``(rows, cols)`` of the floating image.
+    """
+    prob_net, ddf_net = out_net[:, 1:2], out_net[:, 3:5]
+    mask_flt_net = warp(prob_net, invert_ddf(ddf_net), padding_mode="zeros")
+    return _two_largest_components(restore_to_original(mask_flt_net, GridInfo.from_dict(flt_info))[0] > 0.5)
 
 
 def register(
