@@ -48,7 +48,6 @@ from monai_jrs.monailabel.reference import Reference, ReferenceFinder, Reference
 
 # the `monailabel` extra; without it this module imports, and building the task raises an OptionalImportError
 BasicInferTask, _ = optional_import("monailabel.tasks.infer.basic_infer", name="BasicInferTask", as_type="base")
-InferType, _ = optional_import("monailabel.interfaces.tasks.infer_v2", name="InferType")
 
 __all__ = ["JRSLungInferTask", "RESULT_EXTENSIONS", "image_id_of", "write_label_like"]
 
@@ -149,6 +148,8 @@ class JRSLungInferTask(BasicInferTask):
     ) -> None:
         if result_extension not in RESULT_EXTENSIONS:
             raise ValueError(f"`result_extension` must be one of {RESULT_EXTENSIONS}, got {result_extension!r}.")
+        from monailabel.interfaces.tasks.infer_v2 import InferType
+
         self.bundle_dir = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
         super().__init__(
             path=str(self.bundle_dir / "models" / "model.pt"),
