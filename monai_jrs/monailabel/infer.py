@@ -258,6 +258,7 @@ class _FindReference:
                 "a datastore image (upload it with PUT /datastore/image first)."
             )
         data["reference"] = self.task.finder(self.task.datastore, image_id)
+        data["image_path"] = self.task.datastore.get_image_uri(image_id)  # also when the request gave the id
         return data
 
 

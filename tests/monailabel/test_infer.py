@@ -90,7 +90,7 @@ class TestInferTask(unittest.TestCase):
             dice = 2 * (mask & expected["p1_v1"]).sum() / (mask.sum() + expected["p1_v1"].sum())
             self.assertGreater(dice, 0.9)
             self.assertEqual(params["reference_image"], "p1_v0")
-            label_file, _ = task({"image": store.get_image_uri("p2_b"), "result_extension": ".png"})
+            label_file, _ = task({"image": "p2_b", "result_extension": ".png"})  # by id
             try:
                 self.assertEqual(sitk.ReadImage(label_file).GetSize(), (312, 360))
             finally:
