@@ -40,7 +40,13 @@ from typing import Any
 import torch
 from fastapi import HTTPException
 
-from monai_jrs.monailabel import JRSLungInferTask, ReferenceFinder, ReferenceNotFoundError, VisitResolver
+from monai_jrs.monailabel import (
+    InvalidInferRequestError,
+    JRSLungInferTask,
+    ReferenceFinder,
+    ReferenceNotFoundError,
+    VisitResolver,
+)
 from monai_jrs.monailabel.compat import install_pydicom_seg_compat
 from monai_jrs.monailabel.reference import DICOM_DATE_TAGS
 
@@ -57,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 #: HTTP status of an infer request that has no labelled reference visit (the body's ``detail`` says why).
 NO_REFERENCE_STATUS = 404
+#: HTTP status of an infer request with an unsupported parameter value (``result_extension``, ``reference_choice``).
+INVALID_REQUEST_STATUS = 422
 
 
 class JRSLungApp(MONAILabelApp):
@@ -90,6 +98,9 @@ class JRSLungApp(MONAILabelApp):
         mapping: Any = conf.get("reference_mapping")
         if mapping:
             mapping = mapping if os.path.isabs(mapping) else os.path.join(self.studies, mapping)
+            if not os.path.isfile(mapping):
+                raise FileNotFoundError(f"--conf reference_mapping: expected a JSON visit mapping file, got {mapping} "
+                                        "(missing).")
         elif os.path.isfile(os.path.join(self.studies, "visits.json")):
             mapping = os.path.join(self.studies, "visits.json")
         date_tags = [t.strip() for t in conf.get("reference_date_tags", ",".join(DICOM_DATE_TAGS)).split(",") if t.strip()]
@@ -123,3 +134,6 @@ class JRSLungApp(MONAILabelApp):
         except ReferenceNotFoundError as e:
             logger.warning("infer %s: %s", request.get("model"), e)
             raise HTTPException(status_code=NO_REFERENCE_STATUS, detail=str(e)) from e
+        except InvalidInferRequestError as e:
+            logger.warning("infer %s: %s", request.get("model"), e)
+            raise HTTPException(status_code=INVALID_REQUEST_STATUS, detail=str(e)) from e

@@ -16,7 +16,7 @@ The reference rule (:mod:`~monai_jrs.monailabel.reference`) needs no MONAI Label
 
 from __future__ import annotations
 
-from .infer import RESULT_EXTENSIONS, JRSLungInferTask, image_id_of, write_label_like
+from .infer import RESULT_EXTENSIONS, InvalidInferRequestError, JRSLungInferTask, image_id_of, write_label_like
 from .reference import (
     DICOM_DATE_TAGS,
     REFERENCE_CHOICES,
@@ -32,6 +32,7 @@ from .reference import (
 
 __all__ = [
     "JRSLungInferTask",
+    "InvalidInferRequestError",
     "RESULT_EXTENSIONS",
     "image_id_of",
     "write_label_like",

@@ -44,17 +44,21 @@ from monai_jrs.apps.registration import JRSRegistrar, default_bundle_dir, floati
 from monai_jrs.data.io import load_mask, load_xray
 from monai_jrs.data.preprocessing import resize_to_network
 from monai_jrs.metrics import compute_dice_score
-from monai_jrs.monailabel.reference import Reference, ReferenceFinder, ReferenceNotFoundError
+from monai_jrs.monailabel.reference import REFERENCE_CHOICES, Reference, ReferenceFinder, ReferenceNotFoundError
 
 # the `monailabel` extra; without it this module imports, and building the task raises an OptionalImportError
 BasicInferTask, _ = optional_import("monailabel.tasks.infer.basic_infer", name="BasicInferTask", as_type="base")
 
-__all__ = ["JRSLungInferTask", "RESULT_EXTENSIONS", "image_id_of", "write_label_like"]
+__all__ = ["JRSLungInferTask", "InvalidInferRequestError", "RESULT_EXTENSIONS", "image_id_of", "write_label_like"]
 
 logger = logging.getLogger(__name__)
 
 #: label file formats the task writes (``result_extension`` in the request or the task config).
 RESULT_EXTENSIONS: tuple[str, ...] = (".nii.gz", ".nii", ".nrrd", ".png")
+
+
+class InvalidInferRequestError(ValueError):
+    """A request parameter of ``jrs_lung`` has an unsupported value (the message says expected vs got)."""
 
 
 def image_id_of(datastore: Any, image: str) -> str | None:
@@ -151,6 +155,7 @@ class JRSLungInferTask(BasicInferTask):
         from monailabel.interfaces.tasks.infer_v2 import InferType
 
         self.bundle_dir = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
+        choice = finder.choice if finder is not None else ReferenceFinder().choice
         super().__init__(
             path=str(self.bundle_dir / "models" / "model.pt"),
             network=None,
@@ -158,10 +163,15 @@ class JRSLungInferTask(BasicInferTask):
             labels={"lung": 1},
             dimension=2,
             description=description,
-            config={"result_extension": result_extension, "reference_choice": (finder or ReferenceFinder()).choice},
+            # lists are offered as choices by MONAI Label clients (Slicer), the first being the default
+            config={
+                "result_extension": [result_extension, *(e for e in RESULT_EXTENSIONS if e != result_extension)],
+                "reference_choice": [choice, *(c for c in REFERENCE_CHOICES if c != choice)],
+            },
         )
         self._config["device"] = device  # BasicInferTask lists every device; this task runs where it was built
         self.datastore = datastore
+        self.result_extension = result_extension
         self.finder = finder if finder is not None else ReferenceFinder()
         self.device = device
         self.size = size
@@ -204,9 +214,9 @@ class JRSLungInferTask(BasicInferTask):
 
     def writer(self, data: dict[str, Any], extension: str | None = None, dtype: Any = None) -> tuple[str, dict]:
         """Write ``pred`` with the geometry of the requested image; return ``(file, result json)``."""
-        ext = extension or data.get("result_extension") or self._config["result_extension"]
+        ext = extension or _requested(data, "result_extension", self.result_extension)
         if ext not in RESULT_EXTENSIONS:
-            raise ValueError(f"`result_extension` must be one of {RESULT_EXTENSIONS}, got {ext!r}.")
+            raise InvalidInferRequestError(f"`result_extension` must be one of {RESULT_EXTENSIONS}, got {ext!r}.")
         fd, name = tempfile.mkstemp(suffix=ext, prefix="jrs_lung_")
         os.close(fd)
         write_label_like(data[self.output_label_key], data["image_path"], name)
@@ -230,7 +240,7 @@ class JRSLungInferTask(BasicInferTask):
             "patient_id": ref.requested.patient_id,
             "reference_image": ref.image_id,
             "reference_label": ref.label_id,
-            "reference_choice": self.finder.choice,
+            "reference_choice": _requested(data, "reference_choice", self.finder.choice),
             "reference_visit": ref.visit.time.isoformat() if ref.visit.time is not None else None,
             "labelled_visits": [v.image_id for v in ref.candidates],
             "dice_reference_vs_registered_mask": float(compute_dice_score(registered_mask, mask_net[None])[0]),
@@ -257,7 +267,13 @@ class _FindReference:
                 f"image {image!r} is not in the datastore: jrs_lung needs the patient's visits, so the image must be "
                 "a datastore image (upload it with PUT /datastore/image first)."
             )
-        data["reference"] = self.task.finder(self.task.datastore, image_id)
+        finder = self.task.finder
+        choice = _requested(data, "reference_choice", finder.choice)
+        if choice not in REFERENCE_CHOICES:
+            raise InvalidInferRequestError(f"`reference_choice` must be one of {REFERENCE_CHOICES}, got {choice!r}.")
+        if choice != finder.choice:
+            finder = ReferenceFinder(finder.resolver, choice=choice, label_tag=finder.label_tag)
+        data["reference"] = finder(self.task.datastore, image_id)
         data["image_path"] = self.task.datastore.get_image_uri(image_id)  # also when the request gave the id
         return data
 
@@ -276,3 +292,9 @@ class _LoadPair:
                                          f"unusable: {e}") from e
         data["floating_image"], data["floating_meta"] = load_xray(data["image_path"], nifti_layout="cols_rows")
         return data
+
+
+def _requested(data: dict[str, Any], key: str, default: str) -> str:
+    """A request parameter; the task config's list of choices (nothing chosen by the client) means the default."""
+    value = data.get(key)
+    return value if isinstance(value, str) and value else default

@@ -33,6 +33,7 @@ from monailabel.datastore.local import LocalDatastore  # noqa: E402
 
 from monai_jrs.data.testing import make_dx_dicom, make_synthetic_xray  # noqa: E402
 from monai_jrs.monailabel import (  # noqa: E402
+    InvalidInferRequestError,
     JRSLungInferTask,
     ReferenceFinder,
     ReferenceNotFoundError,
@@ -90,6 +91,10 @@ class TestInferTask(unittest.TestCase):
             dice = 2 * (mask & expected["p1_v1"]).sum() / (mask.sum() + expected["p1_v1"].sum())
             self.assertGreater(dice, 0.9)
             self.assertEqual(params["reference_image"], "p1_v0")
+            self.assertEqual(task({"image": "p1_v1", "reference_choice": "latest", "result_extension": ".nii",
+                                   "skip_writer": True})[1]["reference"].image_id, "p1_v2")
+            with self.assertRaisesRegex(InvalidInferRequestError, "`reference_choice` must be one of"):
+                task({"image": "p1_v1", "reference_choice": "first"})
             label_file, _ = task({"image": "p2_b", "result_extension": ".png"})  # by id
             try:
                 self.assertEqual(sitk.ReadImage(label_file).GetSize(), (312, 360))

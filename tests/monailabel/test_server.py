@@ -33,6 +33,7 @@ import pytest
 
 pytest.importorskip("monailabel", reason="the monailabel extra is not installed (pip install .[monailabel])")
 sitk = pytest.importorskip("SimpleITK")
+requests = pytest.importorskip("requests")
 
 from tests.monailabel.studies import make_studies  # noqa: E402
 
@@ -115,13 +116,10 @@ class TestMONAILabelServer(unittest.TestCase):
         cls._stop()
         cls.tmp.cleanup()
 
-    def _post(self, path: str) -> tuple[int, bytes, dict]:
-        req = urllib.request.Request(self.url + path, data=b"", method="POST")
-        try:
-            with urllib.request.urlopen(req, timeout=120) as r:
-                return r.status, r.read(), dict(r.headers)
-        except urllib.error.HTTPError as e:
-            return e.code, e.read(), dict(e.headers)
+    def _post(self, path: str, params: dict | None = None) -> tuple[int, bytes, dict]:
+        """POST like MONAI Label clients: a multipart form with ``params`` as a JSON string."""
+        r = requests.post(self.url + path, files={"params": (None, json.dumps(params or {}))}, timeout=120)
+        return r.status_code, r.content, dict(r.headers)
 
     def _mask(self, image_id: str) -> tuple[np.ndarray, sitk.Image]:
         status, body, _ = self._post(f"/infer/jrs_lung?image={image_id}&output=image")
@@ -138,6 +136,8 @@ class TestMONAILabelServer(unittest.TestCase):
         self.assertEqual(model["type"], "segmentation")
         self.assertEqual(model["labels"], {"lung": 1})
         self.assertEqual(model["dimension"], 2)
+        self.assertEqual(model["config"]["reference_choice"], ["earliest", "latest", "nearest"])  # default first
+        self.assertEqual(model["config"]["result_extension"][0], ".nii.gz")
         self.assertEqual(info["labels"], ["lung"])
         self.assertEqual(info["datastore"]["total"], 7)  # *.dcm served besides MONAI Label's default extensions
         self.assertEqual(info["datastore"]["label_tags"], {"final": 3})
@@ -164,6 +164,9 @@ class TestMONAILabelServer(unittest.TestCase):
         self.assertEqual(params["labelled_visits"], ["p1_v0", "p1_v2"])
         self.assertEqual(params["shape"], [320, 280])
         self.assertGreater(params["dice_reference_vs_registered_mask"], 0.9)
+        # a request may choose another rule: the latest labelled visit is p1_v2
+        status, body, _ = self._post("/infer/jrs_lung?image=p1_v1&output=json", {"reference_choice": "latest"})
+        self.assertEqual((status, json.loads(body)["reference_image"]), (200, "p1_v2"))
 
     def test_png_followup_with_json_mapping(self):
         arr, img = self._mask("p2_b")
@@ -182,6 +185,15 @@ class TestMONAILabelServer(unittest.TestCase):
         status, body, _ = self._post("/infer/jrs_lung?image=not_there")
         self.assertEqual(status, 404)
         self.assertIn("not in the datastore", json.loads(body)["detail"])
+
+    def test_invalid_parameters(self):
+        status, body, _ = self._post("/infer/jrs_lung?image=p1_v1", {"reference_choice": "first"})
+        self.assertEqual(status, 422)
+        self.assertIn("`reference_choice` must be one of ('earliest', 'latest', 'nearest'), got 'first'",
+                      json.loads(body)["detail"])
+        status, body, _ = self._post("/infer/jrs_lung?image=p1_v1", {"result_extension": ".dcm"})
+        self.assertEqual(status, 422)
+        self.assertIn("`result_extension` must be one of", json.loads(body)["detail"])
 
 
 if __name__ == "__main__":
