@@ -103,7 +103,8 @@ class JRSLungApp(MONAILabelApp):
                                         "(missing).")
         elif os.path.isfile(os.path.join(self.studies, "visits.json")):
             mapping = os.path.join(self.studies, "visits.json")
-        date_tags = [t.strip() for t in conf.get("reference_date_tags", ",".join(DICOM_DATE_TAGS)).split(",") if t.strip()]
+        tags = conf.get("reference_date_tags", ",".join(DICOM_DATE_TAGS))
+        date_tags = [t.strip() for t in tags.split(",") if t.strip()]
         finder = ReferenceFinder(
             VisitResolver(conf.get("reference_rule", "auto"), mapping=mapping or None, date_tags=date_tags),
             choice=conf.get("reference_choice", "earliest"),

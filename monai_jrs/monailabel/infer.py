@@ -83,7 +83,8 @@ def image_id_of(datastore: Any, image: str) -> str | None:
 
 
 def write_label_like(mask: np.ndarray, image_path: str | os.PathLike, output: str | os.PathLike) -> Path:
-    """Write a ``(rows, cols)`` label with the geometry ITK reads from ``image_path`` (size, spacing, origin, direction).
+    """Write a ``(rows, cols)`` label with the geometry ITK reads from ``image_path`` (size, spacing, origin,
+    direction).
 
     Args:
         mask: ``(rows, cols)`` integer label, rows/cols as ITK's array view of the image.

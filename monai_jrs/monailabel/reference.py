@@ -296,7 +296,8 @@ class JsonVisitMapping:
                 raise ValueError(f"{self.path}: entry {image_id!r} must be an object with 'patient_id', got {entry!r}.")
             patient = entry.get("patient_id")
             if patient is None or str(patient).strip() == "":
-                raise ValueError(f"{self.path}: entry {image_id!r} must have a non-empty 'patient_id', got {patient!r}.")
+                raise ValueError(f"{self.path}: entry {image_id!r} must have a non-empty 'patient_id', "
+                                 f"got {patient!r}.")
             number = entry.get("visit")
             if number is not None and (isinstance(number, bool) or not isinstance(number, int)):
                 raise ValueError(f"{self.path}: entry {image_id!r}: 'visit' must be an integer, got {number!r}.")
@@ -367,7 +368,9 @@ class ReferenceFinder:
         ref = finder(app.datastore(), "p1_visit2")   # Reference(image_id="p1_visit0", label_uri=..., ...)
     """
 
-    def __init__(self, resolver: VisitResolver | None = None, choice: str = "earliest", label_tag: str = "final") -> None:
+    def __init__(
+        self, resolver: VisitResolver | None = None, choice: str = "earliest", label_tag: str = "final"
+    ) -> None:
         if choice not in REFERENCE_CHOICES:
             raise ValueError(f"`choice` must be one of {REFERENCE_CHOICES}, got {choice!r}.")
         self.resolver = resolver if resolver is not None else VisitResolver()
@@ -435,8 +438,8 @@ class ReferenceFinder:
         best = min(pool, key=lambda v: (rank(v, requested), v.image_id))
         ties = [v.image_id for v in pool if v is not best and rank(v, requested) == rank(best, requested)]
         if ties:
-            logger.warning("image %s: labelled visits %s tie under %r; using %s (smallest image id)", requested.image_id,
-                           [best.image_id, *ties], choice, best.image_id)
+            logger.warning("image %s: labelled visits %s tie under %r; using %s (smallest image id)",
+                           requested.image_id, [best.image_id, *ties], choice, best.image_id)
         logger.info("image %s (patient %s): reference %s by %r among %s", requested.image_id, requested.patient_id,
                     best.describe(), choice, [v.image_id for v in labelled])
         return best

@@ -79,7 +79,8 @@ class TestInferTask(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             expected = make_studies(tmp)
             store = LocalDatastore(tmp, extensions=["*.nii.gz", "*.png", "*.dcm"], auto_reload=False)
-            task = JRSLungInferTask(store, finder=ReferenceFinder(VisitResolver("auto", mapping=Path(tmp) / "visits.json")))
+            finder = ReferenceFinder(VisitResolver("auto", mapping=Path(tmp) / "visits.json"))
+            task = JRSLungInferTask(store, finder=finder)
             self.assertTrue(task.is_valid())
             self.assertEqual(image_id_of(store, store.get_image_uri("p1_v1")), "p1_v1")
             # MONAILabelApp.infer passes the image URI; the task maps it back to the datastore id

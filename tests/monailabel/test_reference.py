@@ -229,8 +229,8 @@ class TestJsonRule(unittest.TestCase):
                      "b1": {"patient_id": "B", "visit": 1}, "c0": {"patient_id": "C", "visit": 1}})
         finder = ReferenceFinder(VisitResolver("json", mapping=self.mapping))
         self.assertEqual(finder(self.ds, "a0").image_id, "a1")
-        self.assertEqual(ReferenceFinder(VisitResolver("json", mapping=self.mapping), "nearest")(self.ds, "a0").image_id,
-                         "a2")
+        nearest = ReferenceFinder(VisitResolver("json", mapping=self.mapping), "nearest")
+        self.assertEqual(nearest(self.ds, "a0").image_id, "a2")
         with self.assertLogs("monai_jrs.monailabel.reference", "WARNING"):  # visit numbers only
             self.assertEqual(finder(self.ds, "b0").image_id, "b1")
         with self.assertRaisesRegex(ReferenceNotFoundError, "patient 'C'"):

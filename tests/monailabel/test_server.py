@@ -71,7 +71,8 @@ class TestMONAILabelServer(unittest.TestCase):
         cls.t_start = time.perf_counter()
         cls.server = subprocess.Popen(
             [sys.executable, "-m", "monai_jrs.monailabel", "start_server", "--app", str(cls.app),
-             "--studies", str(cls.studies), "--host", "127.0.0.1", "--port", str(cls.port), "--conf", "preload", "true"],
+             "--studies", str(cls.studies), "--host", "127.0.0.1", "--port", str(cls.port),
+             "--conf", "preload", "true"],
             stdout=cls.log, stderr=subprocess.STDOUT, env=env, cwd=root,
         )
         try:
