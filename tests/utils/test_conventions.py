@@ -130,6 +130,31 @@ class TestComposeInvert(unittest.TestCase):
         one = warp(img, compose_ddf(a, b))
         self.assertLess((two - one)[..., 4:-4, 4:-4].abs().mean().item(), 0.01)
 
+    @parameterized.expand([[0.2], [1.2], [1.6], [2.5], [math.pi]])
+    def test_invert_large_rotation_and_elastic(self, angle):
+        # Newton inversion: exact for any rotation (fixed-point iteration diverges beyond 60 degrees)
+        shape = (48, 40)
+        m = rotation_matrix(torch.tensor([angle]), torch.tensor([[2.0, -3.0]]))
+        g = torch.Generator().manual_seed(0)
+        elastic = torch.nn.functional.avg_pool2d(torch.randn(1, 2, *shape, generator=g), 9, 1, 4) * 4
+        for ddf in (affine_to_ddf(m, shape), compose_ddf(elastic, affine_to_ddf(m, shape))):
+            inv = invert_ddf(ddf)
+            pre = identity_grid(shape) + inv  # preimages on the reference grid, away from its border
+            inside = (pre[:, 0] > 1) & (pre[:, 0] < shape[0] - 2) & (pre[:, 1] > 1) & (pre[:, 1] < shape[1] - 2)
+            residual = (warp(ddf, inv) + inv).norm(dim=1)  # p + ddf(p) - q with p = q + inv(q)
+            self.assertGreater(inside.float().mean().item(), 0.5)
+            self.assertLess(residual[inside].max().item(), 1e-3)
+
+    def test_invert_methods_agree_on_small_fields(self):
+        g = torch.Generator().manual_seed(1)
+        ddf = torch.nn.functional.avg_pool2d(torch.randn(1, 2, 32, 32, generator=g), 9, 1, 4) * 2
+        newton, fixed = invert_ddf(ddf), invert_ddf(ddf, num_iters=50, method="fixed_point")
+        self.assertLess((newton - fixed)[..., 4:-4, 4:-4].abs().max().item(), 1e-3)
+        with self.assertRaisesRegex(ValueError, "newton"):
+            invert_ddf(ddf, method="splat")
+        with self.assertRaisesRegex(ValueError, "num_iters"):
+            invert_ddf(ddf, num_iters=0)
+
     def test_invert_rotation(self):
         m = rotation_matrix(0.2, translation=(1.0, -1.0))
         ddf = affine_to_ddf(m, (24, 24))

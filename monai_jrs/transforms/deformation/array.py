@@ -517,7 +517,7 @@ class SyntheticDeformation(Transform):
         margin = int(math.ceil(float(e.norm(dim=0).max()))) + 2
         e_pad = self.elastic(spatial_shape, margin, dtype, device)
         aff_inv_pad = affine_to_ddf(inv[None], (h + 2 * margin, w + 2 * margin))
-        e_inv_pad = invert_ddf(e_pad[None], num_iters=self.inverse_iters)
+        e_inv_pad = invert_ddf(e_pad[None], num_iters=self.inverse_iters, method="fixed_point")
         return compose_ddf(e_inv_pad, aff_inv_pad)[0, :, margin : margin + h, margin : margin + w]
 
     def fields(
