@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from .displacement import bound_displacement, compose_affine_and_local, integrate_velocity, rescale_affine
 from .global_alignment import AffineRefinementNet, GlobalAlignment
+from .refinement import InstanceOptimization, local_ncc_map
 from .residual import ResidualBlock
 from .segmentation import FeatureFusionSegmentation, LearnedFeatureSegmentation, otsu_threshold
 
@@ -23,9 +24,11 @@ __all__ = [
     "GlobalAlignment",
     "LearnedFeatureSegmentation",
     "ResidualBlock",
+    "InstanceOptimization",
     "bound_displacement",
     "compose_affine_and_local",
     "integrate_velocity",
+    "local_ncc_map",
     "otsu_threshold",
     "rescale_affine",
 ]
