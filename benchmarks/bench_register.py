@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from methods import elastix_parameter_object  # noqa: E402 (benchmarks/ is on sys.path when run as a script)
+
 from monai_jrs.apps import JRSRegistrar
 from monai_jrs.data.testing import make_synthetic_xray
 from monai_jrs.utils.conventions import affine_to_ddf, rotation_matrix, warp
@@ -62,16 +64,7 @@ def _elastix(ref_p: Path, flt_p: Path) -> float:
 
     fixed = itk.imread(str(ref_p), itk.F)
     moving = itk.imread(str(flt_p), itk.F)
-    params = itk.ParameterObject.New()
-    affine = params.GetDefaultParameterMap("affine", 4)
-    affine["Metric"] = ["AdvancedMattesMutualInformation"]
-    bspline = params.GetDefaultParameterMap("bspline", 5, 5.0)
-    bspline["Metric"] = ["AdvancedMattesMutualInformation", "TransformBendingEnergyPenalty"]
-    bspline["FinalGridSpacingInPhysicalUnits"] = ["5"]
-    bspline["GridSpacingSchedule"] = ["16", "8", "4", "2", "1"]  # 80/40/20/10/5
-    bspline["ImagePyramidSchedule"] = ["4", "4", "3", "3", "2", "2", "1", "1", "1", "1"]
-    params.AddParameterMap(affine)
-    params.AddParameterMap(bspline)
+    params = elastix_parameter_object()
     t = time.perf_counter()
     itk.elastix_registration_method(fixed, moving, parameter_object=params, log_to_console=False)
     return time.perf_counter() - t
