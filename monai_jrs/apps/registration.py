@@ -39,7 +39,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,11 @@ class JRSRegistrar:
         size: network grid size (default: the bundle's ``image_size``).
         config_overrides: overrides of ``configs/inference.json`` ids (e.g. ``{"features": 64}`` for the paper
             preset).
+        refine: refine each field by instance optimisation on the network grid
+            (:class:`~monai_jrs.networks.blocks.InstanceOptimization`): ``True`` for its defaults, or an instance.
+            About 0.8 s more per pair on 2 CPU cores; in ``docs/evaluation.md`` it brings the lung TRE from 1.6 to
+            0.3 px on follow-ups. The registered mask is then the reference mask, and the floating mask is the
+            reference mask carried back through the refined field (the segmentation head saw the unrefined image).
 
     Raises:
         FileNotFoundError: the bundle has no ``configs/inference.json`` or ``models/model.pt``.
@@ -137,8 +142,11 @@ class JRSRegistrar:
         device: str | torch.device = "cpu",
         size: int | None = None,
         config_overrides: dict[str, Any] | None = None,
+        refine: bool | Callable[..., torch.Tensor] = False,
     ) -> None:
         from monai.bundle import ConfigParser
+
+        from monai_jrs.networks.blocks import InstanceOptimization
 
         root = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
         config, weights = root / "configs" / "inference.json", root / "models" / "model.pt"
@@ -158,6 +166,7 @@ class JRSRegistrar:
         net.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
         self.network = net.to(self.device).eval()
         self.bundle_dir = root
+        self.refine = InstanceOptimization() if refine is True else (refine or None)
 
     @torch.no_grad()
     def register(
@@ -224,8 +233,16 @@ class JRSRegistrar:
         timings["load_floating_s"] = time.perf_counter() - t
         t = time.perf_counter()
         x = torch.cat([ref_net, flt_net, mask_net], dim=0)[None].to(self.device)
-        out = self.network(x).float().cpu()
+        out = self.network(x).float()
         timings["network_s"] = time.perf_counter() - t
+        if self.refine is not None:
+            t = time.perf_counter()
+            with torch.enable_grad():
+                ddf = self.refine(x[:, :1], x[:, 1:2], x[:, 2:3], out[:, 3:5])
+            mask = x[:, 2:3]
+            out = torch.cat([warp(x[:, 1:2], ddf), mask, mask, ddf], dim=1)
+            timings["refine_s"] = time.perf_counter() - t
+        out = out.cpu()
         metrics = write_registration_outputs(
             out, path, folder, ref_img, ref_mask, ref_meta, ref_info, flt_img, flt_meta, flt_info, overwrite, timings
         )
@@ -350,6 +367,7 @@ def register(
     size: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    refine: bool = False,
 ) -> list[dict[str, Any]]:
     """One-call registration of follow-ups onto an annotated reference (see :class:`JRSRegistrar`).
 
@@ -359,7 +377,7 @@ def register(
         results = register("ref.dcm", "ref_lungs.png", ["followups/"], "out/")
         print(results[0]["dice_reference_vs_registered_mask"])
     """
-    registrar = JRSRegistrar(bundle_dir=bundle_dir, device=device, size=size)
+    registrar = JRSRegistrar(bundle_dir=bundle_dir, device=device, size=size, refine=refine)
     return registrar.register(reference, reference_mask, floating, output_dir, overwrite=overwrite, progress=progress)
 
 

@@ -101,14 +101,9 @@ class TestRegisterCLI(unittest.TestCase):
         self.assertEqual(ddf.shape, (300, 260, 1, 1, 2))
         self.assertEqual(_nii(folder / "registered_mask.nii.gz").shape, (300, 260))
         self.assertEqual(_nii(folder / "floating_mask.nii.gz").shape, (360, 312))  # floating grid
-        ddf_t = torch.from_numpy(np.moveaxis(ddf[:, :, 0, 0, :], -1, 0))[None].float()
-        # the true mapping: reference pixel p samples the floating pixel (p + shift) / s
-        s = torch.tensor([299 / 359, 259 / 311]).view(1, 2, 1, 1)
-        p = torch.stack(torch.meshgrid(torch.arange(300.0), torch.arange(260.0), indexing="ij"))[None]
-        true = (p + torch.tensor(self.shift).view(1, 2, 1, 1)) / s - p
-        lungs = self.ref_mask.bool().expand(1, 2, -1, -1)
-        err = (ddf_t - true)[lungs].view(2, -1).norm(dim=0)
+        ddf_t, err = self._lung_tre(folder)
         self.assertLess(float(err.mean()), 2.0, f"mean TRE in the lungs {float(err.mean()):.2f} px")
+        p = torch.stack(torch.meshgrid(torch.arange(300.0), torch.arange(260.0), indexing="ij"))[None]
         # the floating ground-truth mask carried by the DDF onto the reference grid matches the reference mask
         hf, wf = 359, 311
         q = p + ddf_t
@@ -121,6 +116,32 @@ class TestRegisterCLI(unittest.TestCase):
         self.assertIsNone(metrics["spacing_reference_mm"])
         for k in ("load_floating_s", "network_s", "resample_s", "write_s", "total_s"):
             self.assertGreaterEqual(metrics["timings_s"][k], 0.0)
+
+    def _lung_tre(self, folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+        """The written DDF and its error in the reference lungs against the true mapping."""
+        ddf = _nii(folder / "ddf.nii.gz")
+        ddf_t = torch.from_numpy(np.moveaxis(ddf[:, :, 0, 0, :], -1, 0))[None].float()
+        # the true mapping: reference pixel p samples the floating pixel (p + shift) / s
+        s = torch.tensor([299 / 359, 259 / 311]).view(1, 2, 1, 1)
+        p = torch.stack(torch.meshgrid(torch.arange(300.0), torch.arange(260.0), indexing="ij"))[None]
+        true = (p + torch.tensor(self.shift).view(1, 2, 1, 1)) / s - p
+        lungs = self.ref_mask.bool().expand(1, 2, -1, -1)
+        return ddf_t, (ddf_t - true)[lungs].view(2, -1).norm(dim=0)
+
+    def test_refine_lowers_the_error(self):
+        args = ["--reference", str(self.inputs / "ref.png"), "--reference-mask", str(self.inputs / "ref_mask.png"),
+                "--floating", str(self.inputs / "flt.png")]
+        plain, refined = Path(self.tmp.name) / "out_plain", Path(self.tmp.name) / "out_refined"
+        for out, extra in ((plain, []), (refined, ["--refine"])):
+            proc = _cli(*args, "--output", str(out), *extra)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+        err_plain, err_refined = self._lung_tre(plain / "flt")[1].mean(), self._lung_tre(refined / "flt")[1].mean()
+        self.assertLess(float(err_refined), float(err_plain), f"{err_refined:.3f} vs {err_plain:.3f} px")
+        metrics = json.loads((refined / "flt" / "metrics.json").read_text())
+        self.assertGreater(metrics["timings_s"]["refine_s"], 0.0)
+        self.assertNotIn("refine_s", json.loads((plain / "flt" / "metrics.json").read_text())["timings_s"])
+        self.assertGreater(metrics["dice_reference_vs_registered_mask"], 0.95)  # the reference mask itself
+        self.assertLess(metrics["folding_percent"], 0.5)
 
     def test_dicom_folder_monochrome_spacing_and_seg(self):
         import highdicom as hd
