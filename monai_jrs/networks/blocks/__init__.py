@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from .displacement import bound_displacement, compose_affine_and_local, integrate_velocity, rescale_affine
-from .global_alignment import AffineRefinementNet, GlobalAlignment
+from .global_alignment import AffineRefinementNet, GlobalAlignment, chest_window
 from .refinement import InstanceOptimization, local_ncc_map
 from .residual import ResidualBlock
 from .segmentation import FeatureFusionSegmentation, LearnedFeatureSegmentation, otsu_threshold
@@ -26,6 +26,7 @@ __all__ = [
     "ResidualBlock",
     "InstanceOptimization",
     "bound_displacement",
+    "chest_window",
     "compose_affine_and_local",
     "integrate_velocity",
     "local_ncc_map",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -90,6 +91,45 @@ class AffineRefinementNet(nn.Module):
         delta = self.head(self.encoder(x)).view(-1, 2, 3)
         eye = torch.eye(3, dtype=delta.dtype, device=delta.device).unsqueeze(0)
         return eye + F.pad(delta, (0, 0, 0, 1))
+
+
+def chest_window(
+    mask: torch.Tensor, margin: float, shape: Sequence[int] | None = None, min_radius: int = 0, fill_empty: bool = True
+) -> torch.Tensor:
+    """The chest window: a lung mask resized to ``shape``, binarised and dilated by ``margin`` of the grid.
+
+    Registration scores are taken inside it so that collimator borders and burnt-in markers outside the chest do not
+    pull the result (the global search and :class:`~monai_jrs.networks.blocks.InstanceOptimization` share it).
+
+    Args:
+        mask: ``(B, C, H, W)`` lung mask in [0, 1]; channels are merged by their maximum.
+        margin: dilation radius as a fraction of the larger side of ``shape``.
+        shape: ``(h, w)`` of the window (area resampling); default: the mask's own size.
+        min_radius: smallest dilation radius in pixels.
+        fill_empty: give a sample whose mask is empty the whole image (all ones) instead of an empty window.
+
+    Returns:
+        ``(B, 1, h, w)`` window in {0, 1}.
+
+    Example::
+
+        >>> m = torch.zeros(1, 1, 9, 9); m[..., 4, 4] = 1
+        >>> int(chest_window(m, 0.12).sum())  # radius round(0.12 * 9) = 1: a 3 x 3 square
+        9
+    """
+    m = mask.float().amax(dim=1, keepdim=True)
+    size = tuple(int(v) for v in (shape if shape is not None else m.shape[2:]))
+    if tuple(m.shape[2:]) != size:
+        m = F.interpolate(m, size=list(size), mode="area")
+    m = (m > 0.25).to(m.dtype)
+    r = max(int(min_radius), int(round(float(margin) * max(size))))
+    if r > 0:  # square dilation, separable
+        m = F.max_pool2d(m, (2 * r + 1, 1), stride=1, padding=(r, 0))
+        m = F.max_pool2d(m, (1, 2 * r + 1), stride=1, padding=(0, r))
+    if not fill_empty:
+        return m
+    empty = m.flatten(1).sum(dim=1) == 0
+    return torch.where(empty.view(-1, 1, 1, 1), torch.ones_like(m), m)
 
 
 class GlobalAlignment(nn.Module):
@@ -291,16 +331,11 @@ class GlobalAlignment(nn.Module):
         """
         if reference_mask is None:
             return None
-        m = reference_mask.float().amax(dim=1, keepdim=True)
-        if tuple(m.shape[2:]) != tuple(shape):
-            m = F.interpolate(m, size=list(shape), mode="area")
-        m = (m > 0.25).to(m.dtype)
-        r = max(1, int(round(self.mask_margin * max(shape))))
-        m = F.max_pool2d(m, kernel_size=2 * r + 1, stride=1, padding=r)
-        empty = m.flatten(1).sum(dim=1) == 0
+        window = chest_window(reference_mask, self.mask_margin, shape, min_radius=1, fill_empty=False)
+        empty = window.flatten(1).sum(dim=1) == 0
         if bool(empty.all()):
             return None
-        return torch.where(empty.view(-1, 1, 1, 1), torch.ones_like(m), m)
+        return torch.where(empty.view(-1, 1, 1, 1), torch.ones_like(window), window)
 
     def _search(
         self, ref: torch.Tensor, flt: torch.Tensor, weight: torch.Tensor | None = None

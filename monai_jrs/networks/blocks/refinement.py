@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...utils.conventions import check_ddf, check_image, identity_grid, resize_ddf
+from .global_alignment import chest_window
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class InstanceOptimization(nn.Module):
             )
         dtype = ddf.dtype
         ref, flt, ddf0 = reference.float().detach(), floating.float().detach(), ddf.float().detach()
-        weight = self._window(reference_mask.float().detach())
+        weight = chest_window(reference_mask.detach(), self.mask_margin)
         ref, flt = _normalise(ref, weight), _normalise(flt, weight)
         h, w = ref.shape[2:]
         grid = (max(2, -(-h // self.control_spacing) + 1), max(2, -(-w // self.control_spacing) + 1))
@@ -196,15 +197,6 @@ class InstanceOptimization(nn.Module):
         with torch.no_grad():
             u = F.interpolate(self.max_correction * torch.tanh(raw), size=(h, w), mode="bilinear", align_corners=True)
         return (ddf0 + u).to(dtype)
-
-    def _window(self, mask: torch.Tensor) -> torch.Tensor:
-        radius = int(round(self.mask_margin * max(mask.shape[2:])))
-        if radius > 0:  # separable square dilation
-            mask = F.max_pool2d(mask, (2 * radius + 1, 1), stride=1, padding=(radius, 0))
-            mask = F.max_pool2d(mask, (1, 2 * radius + 1), stride=1, padding=(0, radius))
-        if float(mask.sum()) == 0:  # no lung mask: use the whole image
-            mask = torch.ones_like(mask)
-        return mask
 
 
 def _box_mean(x: torch.Tensor, k: int, dim: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from parameterized import parameterized
 from torch.autograd import gradcheck
 
 from monai_jrs.data.testing import make_synthetic_xray
-from monai_jrs.networks.blocks import InstanceOptimization, local_ncc_map
+from monai_jrs.networks.blocks import InstanceOptimization, chest_window, local_ncc_map
 from monai_jrs.utils.conventions import warp
 
 
@@ -69,6 +69,20 @@ class TestLocalNCC(unittest.TestCase):
     def test_bad_kernel(self, k):
         with self.assertRaisesRegex(ValueError, "kernel_size"):
             local_ncc_map(torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8), k)
+
+
+class TestChestWindow(unittest.TestCase):
+    def test_dilation_resize_and_empty_samples(self):
+        m = torch.zeros(2, 1, 20, 20)
+        m[0, 0, 8:12, 8:12] = 1
+        w = chest_window(m, 0.1)  # radius 2 px
+        self.assertEqual(int(w[0].sum()), 8 * 8)
+        self.assertEqual(int(w[1].sum()), 20 * 20)  # empty mask: the whole image
+        self.assertEqual(int(chest_window(m, 0.1, fill_empty=False)[1].sum()), 0)
+        small = chest_window(m, 0.0, shape=(10, 10))  # area resampling, threshold 0.25
+        self.assertEqual(tuple(small.shape), (2, 1, 10, 10))
+        self.assertEqual(int(small[0].sum()), 4)
+        self.assertEqual(int(chest_window(m, 0.0, min_radius=1)[0].sum()), 6 * 6)
 
 
 class TestInstanceOptimization(unittest.TestCase):
