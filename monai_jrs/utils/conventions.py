@@ -292,10 +292,7 @@ def invert_ddf(ddf: torch.Tensor, num_iters: int = 8, method: str = "newton") ->
         raise ValueError(f"`method` must be 'newton' or 'fixed_point', got {method!r}.")
     h, w = ddf.shape[2:]
     ident = identity_grid((h, w), device=ddf.device, dtype=ddf.dtype)
-    # d ddf_i / d x_j by central differences (one-sided at the border): (B, 4, H, W) as (00, 01, 10, 11)
-    grads = [torch.gradient(ddf[:, i], dim=d)[0] if ddf.shape[d + 1] > 1 else torch.zeros_like(ddf[:, i])
-             for i in range(2) for d in (1, 2)]
-    jac = torch.stack(grads, dim=1)
+    jac = _ddf_gradient(ddf)
     p = _splat_preimage(ddf, ident)
     for _ in range(num_iters):
         disp = p - ident  # sample the fields at p (border extension outside the grid)
@@ -405,10 +402,16 @@ def jacobian_determinant(ddf: torch.Tensor) -> torch.Tensor:
     check_ddf(ddf)
     if min(ddf.shape[2:]) < 2:
         raise ValueError(f"`ddf` needs at least 2 pixels along H and W, got {tuple(ddf.shape[2:])}.")
-    d_dr = torch.gradient(ddf, dim=2)[0]  # derivative along rows, (B, 2, H, W)
-    d_dc = torch.gradient(ddf, dim=3)[0]
-    j00 = 1.0 + d_dr[:, 0]
-    j01 = d_dc[:, 0]
-    j10 = d_dr[:, 1]
-    j11 = 1.0 + d_dc[:, 1]
-    return (j00 * j11 - j01 * j10).unsqueeze(1)
+    g = _ddf_gradient(ddf)
+    return ((1.0 + g[:, 0]) * (1.0 + g[:, 3]) - g[:, 1] * g[:, 2]).unsqueeze(1)
+
+
+def _ddf_gradient(ddf: torch.Tensor) -> torch.Tensor:
+    """``d ddf_i / d x_j`` by central differences (one-sided on the border, 0 along an axis of one pixel).
+
+    Returns:
+        ``(B, 4, H, W)`` in the order ``(d0/drow, d0/dcol, d1/drow, d1/dcol)``.
+    """
+    grads = [torch.gradient(ddf[:, i], dim=d)[0] if ddf.shape[d + 1] > 1 else torch.zeros_like(ddf[:, i])
+             for i in range(2) for d in (1, 2)]
+    return torch.stack(grads, dim=1)
