@@ -21,6 +21,7 @@ install_requires = [
     "torch>=2.8",
     "monai>=1.6.1,<1.7",
     "numpy>=1.24,<3",
+    "scipy>=1.10",  # connected components, distance transforms, zoom (data/drr.py, data/preprocessing.py, ...)
     "pytorch-ignite>=0.4.11",
     "nibabel>=5.0",
     "pydicom>=3.0.1",
@@ -31,6 +32,16 @@ install_requires = [
     "pyyaml>=6.0",  # YAML bundle configs
     "jsonschema>=3.2",  # monai.bundle verify_metadata (draft-07 schema); <4 is what monailabel's pydicom-seg allows
     "tensorboard>=2.10",  # TensorBoard handlers of the bundle
+]
+
+#: files of the shipped MONAI bundle, relative to the package (see package_data below).
+BUNDLE_FILES = [
+    "bundle/LICENSE",
+    "bundle/configs/*.json",
+    "bundle/configs/logging.conf",
+    "bundle/docs/*.md",
+    "bundle/docs/*.txt",
+    "bundle/models/model.pt",
 ]
 
 extras_require = {
@@ -50,8 +61,11 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     packages=find_packages(include=["monai_jrs", "monai_jrs.*"]),
-    package_data={"monai_jrs": ["py.typed"]},
-    include_package_data=True,
+    # The MONAI bundle lives once, at the repository root (bundle/); monai_jrs/bundle is a symbolic link to it, so
+    # that importlib.resources finds it from a checkout, an editable install and a wheel alike
+    # (monai_jrs.apps.registration.default_bundle_dir). Only the files of the bundle itself are packaged, never
+    # run outputs that a user may have written under bundle/ (eval/, checkpoints).
+    package_data={"monai_jrs": ["py.typed", *BUNDLE_FILES]},
     python_requires=">=3.10",
     install_requires=install_requires,
     extras_require=extras_require,

@@ -40,6 +40,7 @@ from methods import elastix_parameter_object  # noqa: E402 (benchmarks/ is on sy
 from monai_jrs.apps import JRSRegistrar
 from monai_jrs.data.testing import make_synthetic_xray
 from monai_jrs.utils.conventions import affine_to_ddf, rotation_matrix, warp
+from monai_jrs.utils.deps import MissingDependencyError, require
 
 
 def _pairs(size: int, n: int, folder: Path) -> list[tuple[Path, Path, Path]]:
@@ -60,8 +61,7 @@ def _pairs(size: int, n: int, folder: Path) -> list[tuple[Path, Path, Path]]:
 
 
 def _elastix(ref_p: Path, flt_p: Path) -> float:
-    import itk
-
+    itk = require("itk", "the elastix column of the benchmark")
     fixed = itk.imread(str(ref_p), itk.F)
     moving = itk.imread(str(flt_p), itk.F)
     params = elastix_parameter_object()
@@ -78,12 +78,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
-        import itk  # noqa: F401
-
+        require("itk", "the elastix column of the benchmark")
         has_elastix = True
-    except ImportError:
+    except MissingDependencyError as e:
         has_elastix = False
-        print("itk-elastix not installed: no elastix column (pip install itk-elastix)")
+        print(f"no elastix column: {e}")
     registrar = JRSRegistrar()
     rows = []
     with tempfile.TemporaryDirectory() as d:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from monai_jrs.utils.conventions import invert_ddf, warp
+from monai_jrs.utils.deps import require
 
 logger = logging.getLogger(__name__)
 
@@ -131,8 +132,7 @@ def elastix_parameter_object(final_grid_spacing: float = 5.0):
     B-spline grid spacings 80/40/20/10/5 pixels (``FinalGridSpacingInPhysicalUnits`` 5 with the schedule 16/8/4/2/1 on
     a unit-spacing image), image pyramid 4/3/2/1/1, bending-energy penalty; the affine stage uses 4 resolutions.
     """
-    import itk
-
+    itk = require("itk", "the elastix baseline")
     params = itk.ParameterObject.New()
     affine = params.GetDefaultParameterMap("affine", 4)
     affine["Metric"] = ["AdvancedMattesMutualInformation"]
@@ -157,8 +157,7 @@ class ElastixMethod:
     name = "elastix"
 
     def __init__(self, threads: int | None = None) -> None:
-        import itk
-
+        itk = require("itk", "the elastix baseline")
         self._itk = itk
         if threads:
             itk.MultiThreaderBase.SetGlobalDefaultNumberOfThreads(int(threads))

@@ -35,6 +35,7 @@ itself; a new sub-folder next to the input files is fine), and existing outputs 
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import logging
 import os
@@ -92,8 +93,23 @@ OUTPUT_FILES = (
 
 
 def default_bundle_dir() -> Path:
-    """The bundle shipped with monai_jrs (``bundle/`` of the source tree)."""
-    return Path(__file__).resolve().parents[2] / "bundle"
+    """The MONAI bundle shipped with monai_jrs (configs, ``models/model.pt``, docs), as a folder.
+
+    Found with :mod:`importlib.resources` as package data ``monai_jrs/bundle``: inside an installed wheel it is a
+    folder of the package; in a source checkout (plain or editable install) it is a link to ``bundle/`` at the
+    repository root, the one copy of the bundle.
+
+    Raises:
+        FileNotFoundError: the installation lacks the bundle (e.g. a wheel built without its package data).
+    """
+    root = Path(str(importlib.resources.files("monai_jrs").joinpath("bundle")))
+    for rel in ("configs/inference.json", "models/model.pt"):
+        if not (root / rel).is_file():
+            raise FileNotFoundError(
+                f"the bundle shipped with monai_jrs must hold {rel} under {root}, but it does not: the installation "
+                "is incomplete (reinstall monai_jrs) or pass a bundle folder explicitly (--bundle DIR)."
+            )
+    return root
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:

@@ -16,10 +16,16 @@ Takes exactly the arguments of ``monailabel`` (``start_server --app ... --studie
 
 from __future__ import annotations
 
+import sys
+
 from monai_jrs.monailabel.compat import install_pydicom_seg_compat
+from monai_jrs.utils.deps import MissingDependencyError, require
 
 if __name__ == "__main__":
     install_pydicom_seg_compat()
-    from monailabel.main import Main
-
-    Main().run()
+    try:
+        main_module = require("monailabel.main", "python -m monai_jrs.monailabel")
+    except MissingDependencyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    main_module.Main().run()

@@ -45,8 +45,10 @@ from monai_jrs.data.io import load_mask, load_xray
 from monai_jrs.data.preprocessing import resize_to_network
 from monai_jrs.metrics import compute_dice_score
 from monai_jrs.monailabel.reference import REFERENCE_CHOICES, Reference, ReferenceFinder, ReferenceNotFoundError
+from monai_jrs.utils.deps import require
 
-# the `monailabel` extra; without it this module imports, and building the task raises an OptionalImportError
+# the `monailabel` extra; without it this module imports, and building the task raises a MissingDependencyError
+# that names the extra (monai_jrs.utils.deps.require in JRSLungInferTask.__init__)
 BasicInferTask, _ = optional_import("monailabel.tasks.infer.basic_infer", name="BasicInferTask", as_type="base")
 
 __all__ = ["JRSLungInferTask", "InvalidInferRequestError", "RESULT_EXTENSIONS", "image_id_of", "write_label_like"]
@@ -97,8 +99,7 @@ def write_label_like(mask: np.ndarray, image_path: str | os.PathLike, output: st
     Raises:
         ValueError: the mask shape differs from the image's ``(rows, cols)``, or the image is not 2D / single-slice.
     """
-    import SimpleITK as sitk
-
+    sitk = require("SimpleITK", "writing a MONAI Label result on the image's geometry")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(image_path))
     reader.ReadImageInformation()
@@ -153,7 +154,7 @@ class JRSLungInferTask(BasicInferTask):
     ) -> None:
         if result_extension not in RESULT_EXTENSIONS:
             raise ValueError(f"`result_extension` must be one of {RESULT_EXTENSIONS}, got {result_extension!r}.")
-        from monailabel.interfaces.tasks.infer_v2 import InferType
+        InferType = require("monailabel.interfaces.tasks.infer_v2", "the MONAI Label infer task jrs_lung").InferType
 
         self.bundle_dir = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
         choice = finder.choice if finder is not None else ReferenceFinder().choice
