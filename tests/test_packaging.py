@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shutil
 import subprocess
 import sys
 import unittest
@@ -132,7 +133,7 @@ class TestDeclaredDependencies(unittest.TestCase):
         import tempfile
 
         d = tempfile.mkdtemp()
-        self.addCleanup(lambda: __import__("shutil").rmtree(d, ignore_errors=True))
+        self.addCleanup(shutil.rmtree, d, True)
         return d
 
     def test_bundle_config_imports_are_declared(self):
@@ -213,8 +214,13 @@ class TestWheel(unittest.TestCase):
         import tempfile
 
         with tempfile.TemporaryDirectory() as d:
+            src = Path(d) / "src"  # a copy, so that the build leaves no build/ folder in the checkout
+            shutil.copytree(PACKAGE, src / "monai_jrs", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(REPO / "bundle", src / "bundle")
+            for name in ("setup.py", "setup.cfg", "README.md", "LICENSE"):
+                shutil.copy2(REPO / name, src / name)
             subprocess.run(
-                [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", d, str(REPO)],
+                [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", d, str(src)],
                 check=True, capture_output=True, text=True, timeout=600,
             )
             (wheel,) = Path(d).glob("monai_jrs-*.whl")
