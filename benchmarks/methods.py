@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from monai_jrs.utils.conventions import invert_ddf, warp
+from monai_jrs import inferers
 from monai_jrs.utils.deps import require
 
 logger = logging.getLogger(__name__)
@@ -41,8 +41,11 @@ Result = dict[str, torch.Tensor]
 
 
 def carry_mask_back(mask: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
-    """``(1, 1, H, W)`` reference-grid mask -> floating grid through the inverse of ``ddf``, thresholded at 0.5."""
-    return (warp(mask.float(), invert_ddf(ddf), padding_mode="zeros") > 0.5).float()
+    """``(1, 1, H, W)`` reference-grid mask -> floating grid through the inverse of ``ddf``, thresholded at 0.5.
+
+    For the baselines that predict a field only (VoxelMorph); JRS-Net goes through :class:`JRSInferer`.
+    """
+    return (inferers.carry_mask_back(mask, ddf) > 0.5).float()
 
 
 class Identity:
@@ -78,18 +81,16 @@ class JRSMethod:
         self.network.load_state_dict(state.get("model", state))
         self.network.eval()
         self.name, self.use_seg_head, self.refine = name, use_seg_head, refine
+        self._inferers: dict[tuple[int, int], inferers.JRSInferer] = {}
 
-    @torch.no_grad()
     def __call__(self, reference: torch.Tensor, floating: torch.Tensor, reference_mask: torch.Tensor) -> Result:
-        _, prob, _, ddf = self.network(reference, floating, reference_mask)
-        refined = self.refine is not None
-        if refined:
-            with torch.enable_grad():
-                ddf = self.refine(reference, floating, reference_mask, ddf)
-        # the segmentation head saw the registered image of the unrefined field: after refinement, carry the
-        # reference mask instead
-        mask = prob if self.use_seg_head and not refined else reference_mask
-        return {"ddf": ddf, "floating_mask": carry_mask_back(mask, ddf)}
+        shape = tuple(reference.shape[2:])
+        if shape not in self._inferers:  # the pairs are on the network grid already: the inferer resizes nothing
+            self._inferers[shape] = inferers.JRSInferer(
+                shape, refine=self.refine, mask_source="segmentation" if self.use_seg_head else "reference"
+            )
+        result = self._inferers[shape](reference[0], reference_mask[0], floating[0], self.network)
+        return {"ddf": result.ddf, "floating_mask": result.floating_mask}
 
 
 class VoxelMorphMethod:

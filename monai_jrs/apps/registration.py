@@ -46,10 +46,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import deprecated
 from PIL import Image
 
 from monai_jrs._version import __version__
@@ -62,14 +62,16 @@ from monai_jrs.data.io import (
     load_xray,
     save_nifti,
 )
-from monai_jrs.data.preprocessing import GridInfo, keep_largest_components, resize_to_network, restore_to_original
+from monai_jrs.data.preprocessing import GridInfo, keep_largest_components, restore_to_original
+from monai_jrs.inferers import JRSInferer, JRSResult, NetworkGridImage, carry_mask_back, stacked_to_dict
 from monai_jrs.metrics import compute_dice_score, folding_percentage
-from monai_jrs.utils.conventions import identity_grid, invert_ddf, resize_ddf, warp
+from monai_jrs.utils.enums import JRSKeys
 from monai_jrs.visualize.overlay import GREEN, RED, overlay_contours
 
 __all__ = [
     "JRSRegistrar",
     "register",
+    "save_registration_result",
     "write_registration_outputs",
     "SaveRegistrationOutputsd",
     "followup_items",
@@ -183,6 +185,8 @@ class JRSRegistrar:
         self.network = net.to(self.device).eval()
         self.bundle_dir = root
         self.refine = InstanceOptimization() if refine is True else (refine or None)
+        #: the one pipeline (network grid, network, refinement, exact mapping back) that every entry point uses.
+        self.inferer = JRSInferer(self.size, refine=self.refine, device=self.device)
 
     @torch.no_grad()
     def register(
@@ -231,92 +235,72 @@ class JRSRegistrar:
             existing = [str(f / n) for f in folders for n in OUTPUT_FILES if (f / n).exists()]
             if existing:
                 raise FileExistsError(f"outputs exist (pass overwrite=True / --overwrite to replace): {existing[:3]}.")
-        ref_net, ref_info = resize_to_network(ref_img, self.size, spacing=ref_meta.get("spacing"))
-        mask_net = (resize_to_network(ref_mask, self.size, mode="bilinear")[0] > 0.5).float()
+        reference_net = self.inferer.prepare_reference(ref_img, ref_mask, spacing=ref_meta.get("spacing"))
         load_ref_s = time.perf_counter() - t0
         results = []
         for path, folder in tqdm(list(zip(flt_paths, folders)), desc="registering", unit="image", disable=not progress):
-            results.append(
-                self._one(path, folder, ref_img, ref_mask, ref_meta, ref_net, mask_net, ref_info, overwrite, load_ref_s)
-            )
+            results.append(self._one(path, folder, ref_img, ref_mask, ref_meta, reference_net, overwrite, load_ref_s))
         return results
 
-    def _one(self, path, folder, ref_img, ref_mask, ref_meta, ref_net, mask_net, ref_info, overwrite, load_ref_s):
-        timings: dict[str, float] = {"load_reference_s": round(load_ref_s, 4)}
+    def _one(
+        self,
+        path: Path,
+        folder: Path,
+        ref_img: torch.Tensor,
+        ref_mask: torch.Tensor,
+        ref_meta: dict[str, Any],
+        reference_net: tuple[NetworkGridImage, NetworkGridImage],
+        overwrite: bool,
+        load_ref_s: float,
+    ) -> dict[str, Any]:
         t = time.perf_counter()
         flt_img, flt_meta = load_xray(path)
-        flt_net, flt_info = resize_to_network(flt_img, self.size, spacing=flt_meta.get("spacing"))
-        timings["load_floating_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        x = torch.cat([ref_net, flt_net, mask_net], dim=0)[None].to(self.device)
-        out = self.network(x).float()
-        timings["network_s"] = time.perf_counter() - t
-        if self.refine is not None:
-            t = time.perf_counter()
-            with torch.enable_grad():
-                ddf = self.refine(x[:, :1], x[:, 1:2], x[:, 2:3], out[:, 3:5])
-            mask = x[:, 2:3]
-            out = torch.cat([warp(x[:, 1:2], ddf), mask, mask, ddf], dim=1)
-            timings["refine_s"] = time.perf_counter() - t
-        out = out.cpu()
-        metrics = write_registration_outputs(
-            out, path, folder, ref_img, ref_mask, ref_meta, ref_info, flt_img, flt_meta, flt_info, overwrite, timings
+        load_floating_s = time.perf_counter() - t
+        result = self.inferer(*reference_net, flt_img, self.network, floating_spacing=flt_meta.get("spacing"))
+        timings = {"load_reference_s": load_ref_s, "load_floating_s": load_floating_s, **result.timings}
+        metrics = save_registration_result(
+            result, path, folder, ref_img, ref_mask, ref_meta, flt_img, flt_meta, overwrite, timings
         )
         logger.info("registered %s -> %s (Dice %.3f)", path, folder, metrics["dice_reference_vs_registered_mask"])
         return metrics
 
 
-def write_registration_outputs(
-    out_net: torch.Tensor,
+def save_registration_result(
+    result: JRSResult,
     floating_path: str | os.PathLike,
     folder: str | os.PathLike,
     ref_img: torch.Tensor,
     ref_mask: torch.Tensor,
     ref_meta: dict[str, Any],
-    ref_info: GridInfo | dict[str, Any],
     flt_img: torch.Tensor,
     flt_meta: dict[str, Any],
-    flt_info: GridInfo | dict[str, Any],
     overwrite: bool = False,
     timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Map the network-grid outputs of one pair to full resolution and write every output file.
+    """Write every output file of one registered pair (see the module docstring) and return ``metrics.json``.
 
     Shared by :class:`JRSRegistrar` (command line, Python API) and the bundle's ``inference.json``
     (:class:`SaveRegistrationOutputsd`), so both write the same files.
 
     Args:
-        out_net: ``(1, 5, h, w)`` output of :class:`~monai_jrs.networks.nets.JRSStackedGenerator`.
+        result: the full-resolution :class:`~monai_jrs.inferers.JRSResult` of :class:`~monai_jrs.inferers.JRSInferer`.
         floating_path: the floating input file (named in ``metrics.json``; the DICOM SEG references it).
         folder: output folder of this floating image (created).
         ref_img: ``(1, H, W)`` reference image; ``ref_mask``: its ``(1, H, W)`` lung mask.
         ref_meta: loader metadata of the reference (``spacing``, ``filename``); ``flt_meta`` likewise (``format``).
-        ref_info: :class:`~monai_jrs.data.preprocessing.GridInfo` (or its dict) of the reference resize;
-            ``flt_info`` of the floating one.
         flt_img: ``(1, Hf, Wf)`` floating image on its own grid.
         overwrite: replace existing files.
-        timings: stage timings measured by the caller; completed here and stored in ``metrics.json``.
+        timings: stage timings (default: ``result.timings``); completed with ``write_s`` and stored in
+            ``metrics.json``.
 
     Returns:
         the ``metrics.json`` content.
     """
-    timings = dict(timings or {})
+    timings = dict(result.timings if timings is None else timings)
     path, folder = Path(floating_path), Path(folder)
-    ref_info, flt_info = GridInfo.from_dict(ref_info), GridInfo.from_dict(flt_info)
-    out = out_net
-    t = time.perf_counter()
-    prob_net, ddf_net = out[:, 1:2], out[:, 3:5]
-    # full-resolution field: reference pixel p -> network point u = p / s_ref -> floating pixel s_flt (u + d(u))
-    ref_shape, flt_shape = tuple(ref_info.original_shape), tuple(flt_info.original_shape)
-    s_ref = torch.tensor(ref_info.scale_factors).view(1, 2, 1, 1)
-    s_flt = torch.tensor(flt_info.scale_factors).view(1, 2, 1, 1)
-    p = identity_grid(ref_shape)
-    d_ref = resize_ddf(ddf_net, ref_shape) / s_ref  # network displacement, sampled at the reference pixels
-    ddf = s_flt * (p / s_ref + d_ref) - p
-    registered = _sample(flt_img[None], p + ddf)
-    reg_mask = _two_largest_components(restore_to_original(prob_net, ref_info)[0] > 0.5)
-    flt_mask = floating_mask_from_output(out, flt_info)
-    timings["resample_s"] = time.perf_counter() - t
+    ddf, registered = result.ddf, result.registered
+    reg_mask, flt_mask = result.registered_mask[0], result.floating_mask[0]
+    ref_shape, flt_shape = tuple(result.reference_info.original_shape), tuple(result.floating_info.original_shape)
     t = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     ref_sp, flt_sp = ref_meta.get("spacing"), flt_meta.get("spacing")
@@ -335,7 +319,7 @@ def write_registration_outputs(
         "reference": str(ref_meta.get("filename")),
         "floating": str(path),
         "output_dir": str(folder),
-        "network_size": list(ref_info.network_shape),
+        "network_size": list(result.reference_info.network_shape),
         "reference_shape": list(ref_shape),
         "floating_shape": list(flt_shape),
         "spacing_reference_mm": None if ref_sp is None else list(ref_sp),
@@ -355,22 +339,39 @@ def write_registration_outputs(
     return metrics
 
 
+@deprecated(since="0.2.0", removed="0.3.0", version_val=__version__,
+            msg_suffix="use monai_jrs.inferers.JRSInferer(...).to_full_resolution(...).floating_mask instead.")
 def floating_mask_from_output(out_net: torch.Tensor, flt_info: GridInfo | dict[str, Any]) -> torch.Tensor:
-    """The lung mask of the floating image on its own full-resolution grid, from the network output of one pair.
+    """Deprecated: the floating image's lung mask from a stacked ``(1, 5, h, w)`` output; ``(1, Hf, Wf)`` {0, 1}."""
+    outputs = stacked_to_dict(out_net)
+    mask_net = carry_mask_back(outputs[JRSKeys.REGISTERED_MASK_PROB.value], outputs[JRSKeys.DDF.value])
+    mask = restore_to_original(mask_net, GridInfo.from_dict(flt_info))[0] > 0.5
+    return torch.from_numpy(keep_largest_components(mask[0].numpy(), 2).astype(np.float32))[None]
 
-    The registered mask (network grid) is carried back through the inverse field, restored to the floating image's
-    original grid, thresholded at 0.5 and reduced to its two largest components (the lungs).
 
-    Args:
-        out_net: ``(1, 5, h, w)`` output of :class:`~monai_jrs.networks.nets.JRSStackedGenerator`.
-        flt_info: :class:`~monai_jrs.data.preprocessing.GridInfo` (or its dict) of the floating image's resize.
-
-    Returns:
-        ``(1, Hf, Wf)`` float {0, 1} mask, ``(rows, cols)`` of the floating image.
-    """
-    prob_net, ddf_net = out_net[:, 1:2], out_net[:, 3:5]
-    mask_flt_net = warp(prob_net, invert_ddf(ddf_net), padding_mode="zeros")
-    return _two_largest_components(restore_to_original(mask_flt_net, GridInfo.from_dict(flt_info))[0] > 0.5)
+@deprecated(since="0.2.0", removed="0.3.0", version_val=__version__,
+            msg_suffix="use monai_jrs.inferers.JRSInferer(...).to_full_resolution(...) and save_registration_result.")
+def write_registration_outputs(
+    out_net: torch.Tensor,
+    floating_path: str | os.PathLike,
+    folder: str | os.PathLike,
+    ref_img: torch.Tensor,
+    ref_mask: torch.Tensor,
+    ref_meta: dict[str, Any],
+    ref_info: GridInfo | dict[str, Any],
+    flt_img: torch.Tensor,
+    flt_meta: dict[str, Any],
+    flt_info: GridInfo | dict[str, Any],
+    overwrite: bool = False,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Deprecated: :func:`save_registration_result` of a stacked ``(1, 5, h, w)`` network output."""
+    ref_info = GridInfo.from_dict(ref_info)
+    result = JRSInferer(ref_info.network_shape).to_full_resolution(
+        stacked_to_dict(out_net), flt_img, ref_info, flt_info, timings=dict(timings or {})
+    )
+    return save_registration_result(result, floating_path, folder, ref_img, ref_mask, ref_meta, flt_img, flt_meta,
+                                    overwrite)
 
 
 def register(
@@ -459,18 +460,14 @@ class SaveRegistrationOutputsd(MapTransform):
             flt_full = d[self.floating_key + self.full_postfix]
             ref_meta, flt_meta = from_collatable_meta(ref_full.meta), from_collatable_meta(flt_full.meta)
             flt_path = Path(str(flt_meta.get("filename_or_obj") or flt_meta.get("filename")))
-            metrics = write_registration_outputs(
-                pred[None].float(),
-                flt_path,
-                self.output_dir / _stem(flt_path),
-                ref_full.as_tensor().float(),
-                mask_full.as_tensor().float(),
-                ref_meta,
-                d[self.reference_key].meta["grid_info"],
-                flt_full.as_tensor().float(),
-                flt_meta,
-                d[self.floating_key].meta["grid_info"],
-                overwrite=self.overwrite,
+            ref_info = GridInfo.from_dict(d[self.reference_key].meta["grid_info"])
+            flt_img = flt_full.as_tensor().float()
+            result = JRSInferer(ref_info.network_shape).to_full_resolution(
+                stacked_to_dict(pred[None].float()), flt_img, ref_info, d[self.floating_key].meta["grid_info"]
+            )
+            metrics = save_registration_result(
+                result, flt_path, self.output_dir / _stem(flt_path), ref_full.as_tensor().float(),
+                mask_full.as_tensor().float(), ref_meta, flt_img, flt_meta, overwrite=self.overwrite,
             )
             d[f"{key}_metrics"] = metrics
         return d
@@ -482,23 +479,6 @@ def _stem(path: Path) -> str:
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return name
-
-
-def _two_largest_components(mask: torch.Tensor) -> torch.Tensor:
-    """The two largest components (the lungs) of a ``(1, H, W)`` bool mask, as float {0, 1}.
-
-    The fused-feature segmentation can fire on small dark regions outside the body (air beside the patient).
-    """
-    return torch.from_numpy(keep_largest_components(mask[0].cpu().numpy(), 2).astype(np.float32))[None]
-
-
-def _sample(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of ``image`` ``(1, C, Hf, Wf)`` at pixel coordinates ``coords`` ``(1, 2, H, W)`` (zeros outside)."""
-    hf, wf = image.shape[2:]
-    gy = coords[:, 0] * (2.0 / max(hf - 1, 1)) - 1.0
-    gx = coords[:, 1] * (2.0 / max(wf - 1, 1)) - 1.0
-    grid = torch.stack((gx, gy), dim=-1)
-    return F.grid_sample(image.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
 def _dice_before(ref_mask: torch.Tensor, flt_mask: torch.Tensor) -> float | None:

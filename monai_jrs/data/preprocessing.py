@@ -43,7 +43,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import ensure_tuple_rep
 
-from monai_jrs.utils.conventions import resize_ddf
+from monai_jrs.utils.conventions import identity_grid
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ __all__ = [
     "resize_to_network",
     "restore_to_original",
     "ddf_to_original",
+    "full_resolution_ddf",
     "keep_largest_components",
     "NormalizeXRay",
     "NormalizeXRayd",
@@ -274,8 +275,8 @@ def restore_to_original(
 def ddf_to_original(ddf_net: torch.Tensor, info: GridInfo | Mapping[str, Any]) -> torch.Tensor:
     """Map a DDF predicted on the network grid to the original grid (pixel units of the original image).
 
-    The letterbox padding is cropped, then :func:`monai_jrs.utils.conventions.resize_ddf` resamples the field and
-    multiplies channel 0 by ``(H - 1) / (h_c - 1)`` and channel 1 by ``(W - 1) / (w_c - 1)``.
+    :func:`full_resolution_ddf` with the same grid for the reference and the floating image (letterbox padding
+    accounted for).
 
     Args:
         ddf_net: ``(2, h, w)`` or ``(B, 2, h, w)`` field in network pixels, channel 0 along H, channel 1 along W.
@@ -287,13 +288,72 @@ def ddf_to_original(ddf_net: torch.Tensor, info: GridInfo | Mapping[str, Any]) -
     Raises:
         ValueError: when ``ddf_net`` is not a 2-channel field of the network shape.
     """
-    gi = GridInfo.from_dict(info)
     x, batched = _as_batch(ddf_net, "ddf_net")
     if x.shape[1] != 2:
         raise ValueError(f"`ddf_net` must have shape (2, h, w) or (B, 2, h, w), got {tuple(ddf_net.shape)}.")
-    x = _crop_content(x, gi, "ddf_net")
-    out = resize_ddf(x.as_tensor() if isinstance(x, MetaTensor) else x, gi.original_shape)
+    x = x.as_tensor() if isinstance(x, MetaTensor) else x
+    out = full_resolution_ddf(x, info, info)
     return out if batched else out[0]
+
+
+def _offsets(info: GridInfo) -> tuple[float, float]:
+    return float(info.padding[0]), float(info.padding[2])
+
+
+def full_resolution_ddf(
+    ddf_net: torch.Tensor, reference_info: GridInfo | Mapping[str, Any], floating_info: GridInfo | Mapping[str, Any]
+) -> torch.Tensor:
+    """Map a network-grid DDF to the reference's full-resolution grid, in floating full-resolution pixels.
+
+    A reference pixel ``p`` sits at network point ``u = p / s_ref + o_ref`` (``s``: original pixels per network pixel,
+    :attr:`GridInfo.scale_factors`; ``o``: the letterbox offset ``(top, left)``). The network field moves it to
+    ``v = u + d(u)`` (``d`` sampled bilinearly at ``u``), which is floating pixel ``q = s_flt (v - o_flt)``. The
+    full-resolution field is ``ddf(p) = q - p``. Exact for any sizes of the two images and with letterbox padding;
+    without padding and with equal grids it equals :func:`~monai_jrs.utils.conventions.resize_ddf`.
+
+    Args:
+        ddf_net: ``(B, 2, h, w)`` network-grid field in network pixels (channel 0 along rows).
+        reference_info: :class:`GridInfo` (or its dict) of the reference's resize.
+        floating_info: :class:`GridInfo` (or its dict) of the floating image's resize.
+
+    Returns:
+        ``(B, 2, H, W)`` field on the reference grid ``(H, W) = reference_info.original_shape``.
+
+    Raises:
+        ValueError: ``ddf_net`` is not ``(B, 2, h, w)`` on the network grid of both infos.
+
+    Example::
+
+        >>> _, ref_info = resize_to_network(torch.zeros(1, 9, 17), 5)
+        >>> _, flt_info = resize_to_network(torch.zeros(1, 17, 33), 5)
+        >>> full_resolution_ddf(torch.zeros(1, 2, 5, 5), ref_info, flt_info)[0, :, 8, 16].tolist()  # p=(8, 16)->(16, 32)
+        [8.0, 16.0]
+    """
+    ref, flt = GridInfo.from_dict(reference_info), GridInfo.from_dict(floating_info)
+    if ref.network_shape != flt.network_shape:
+        raise ValueError(f"reference and floating network grids must match, got {ref.network_shape} and "
+                         f"{flt.network_shape}.")
+    if ddf_net.ndim != 4 or ddf_net.shape[1] != 2 or tuple(ddf_net.shape[2:]) != tuple(ref.network_shape):
+        raise ValueError(f"`ddf_net` must have shape (B, 2, h, w) with the network shape (h, w) = "
+                         f"{tuple(ref.network_shape)}, got {tuple(ddf_net.shape)}.")
+    b, dtype, device = ddf_net.shape[0], ddf_net.dtype, ddf_net.device
+    s_ref = torch.tensor(ref.scale_factors, dtype=dtype, device=device).view(1, 2, 1, 1)
+    s_flt = torch.tensor(flt.scale_factors, dtype=dtype, device=device).view(1, 2, 1, 1)
+    o_ref = torch.tensor(_offsets(ref), dtype=dtype, device=device).view(1, 2, 1, 1)
+    o_flt = torch.tensor(_offsets(flt), dtype=dtype, device=device).view(1, 2, 1, 1)
+    p = identity_grid(list(ref.original_shape), dtype=dtype, device=device)
+    u = (p / s_ref + o_ref).expand(b, -1, -1, -1)
+    d = _sample_field(ddf_net, u)
+    return s_flt * (u + d - o_flt) - p
+
+
+def _sample_field(field_net: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of ``field_net`` ``(B, C, h, w)`` at network points ``(B, 2, H, W)`` (border padding)."""
+    h, w = field_net.shape[2:]
+    grid = torch.stack(
+        (points[:, 1] * (2.0 / max(w - 1, 1)) - 1.0, points[:, 0] * (2.0 / max(h - 1, 1)) - 1.0), dim=-1
+    )
+    return F.grid_sample(field_net, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def keep_largest_components(mask: np.ndarray, count: int = 2) -> np.ndarray:

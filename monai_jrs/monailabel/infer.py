@@ -40,12 +40,12 @@ import torch
 
 from monai.utils import optional_import
 
-from monai_jrs.apps.registration import JRSRegistrar, default_bundle_dir, floating_mask_from_output
+from monai_jrs.apps.registration import JRSRegistrar, default_bundle_dir
 from monai_jrs.data.io import load_mask, load_xray
-from monai_jrs.data.preprocessing import resize_to_network
 from monai_jrs.metrics import compute_dice_score
 from monai_jrs.monailabel.reference import REFERENCE_CHOICES, Reference, ReferenceFinder, ReferenceNotFoundError
 from monai_jrs.utils.deps import require
+from monai_jrs.utils.enums import JRSKeys
 
 # the `monailabel` extra; without it this module imports, and building the task raises a MissingDependencyError
 # that names the extra (monai_jrs.utils.deps.require in JRSLungInferTask.__init__)
@@ -228,14 +228,15 @@ class JRSLungInferTask(BasicInferTask):
     def _register(self, data: dict[str, Any]) -> dict[str, Any]:
         reg = self.registrar()
         t = time.perf_counter()
-        ref_img, ref_mask, flt_img = data["reference_image"], data["reference_mask"], data["floating_image"]
-        ref_net, _ = resize_to_network(ref_img, reg.size, spacing=data["reference_meta"].get("spacing"))
-        mask_net = (resize_to_network(ref_mask, reg.size, mode="bilinear")[0] > 0.5).float()
-        flt_net, flt_info = resize_to_network(flt_img, reg.size, spacing=data["floating_meta"].get("spacing"))
-        out = reg.network(torch.cat([ref_net, flt_net, mask_net], dim=0)[None].to(reg.device)).float().cpu()
-        mask = floating_mask_from_output(out, flt_info)[0].numpy().astype(np.uint8)
+        ref_grid, mask_grid = reg.inferer.prepare_reference(
+            data["reference_image"], data["reference_mask"], spacing=data["reference_meta"].get("spacing")
+        )
+        result = reg.inferer(ref_grid, mask_grid, data["floating_image"], reg.network,
+                             floating_spacing=data["floating_meta"].get("spacing"))
+        mask = result.floating_mask[0, 0].numpy().astype(np.uint8)
         ref: Reference = data["reference"]
-        registered_mask = (out[:, 1:2] > 0.5).float()
+        registered_mask = (result.network[JRSKeys.REGISTERED_MASK_PROB.value] > 0.5).float()
+        mask_net = mask_grid.net
         data[self.output_label_key] = mask
         data[self.output_json_key] = {
             "image": ref.requested.image_id,

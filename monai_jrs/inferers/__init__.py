@@ -1,0 +1,39 @@
+# Copyright (c) monai_jrs contributors
+# Licensed under the Apache License, Version 2.0 (the "License");
+# you may not use this file except in compliance with the License.
+# You may obtain a copy of the License at
+#     http://www.apache.org/licenses/LICENSE-2.0
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS,
+# WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+# See the License for the specific language governing permissions and
+# limitations under the License.
+"""Inferers of monai_jrs: the one registration pipeline shared by every entry point (MONAI ``monai.inferers`` style)."""
+
+from __future__ import annotations
+
+from .registration import (
+    MASK_SOURCES,
+    NETWORK_OUTPUT_KEYS,
+    STACKED_OUTPUT_KEYS,
+    JRSInferer,
+    JRSResult,
+    NetworkGridImage,
+    carry_mask_back,
+    dict_to_stacked,
+    full_resolution_ddf,
+    stacked_to_dict,
+)
+
+__all__ = [
+    "MASK_SOURCES",
+    "NETWORK_OUTPUT_KEYS",
+    "STACKED_OUTPUT_KEYS",
+    "JRSInferer",
+    "JRSResult",
+    "NetworkGridImage",
+    "carry_mask_back",
+    "dict_to_stacked",
+    "full_resolution_ddf",
+    "stacked_to_dict",
+]
