@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn as nn
@@ -39,21 +39,34 @@ def _check_weights(**weights: float) -> dict[str, float]:
 
 
 class JRSContentLoss(nn.Module):
-    """Content loss ``l_content = w_nmi (2 - NMI) + w_ssim (1 - SSIM) + w_vgg VGG`` (paper Eq. 2, weights 1).
+    """Content loss ``l_content = sum_k w_k * term_k(I_trans, I_ref)``; by default the paper's Eq. 2.
+
+    The default terms are ``nmi`` (``2 - NMI``, :class:`~monai_jrs.losses.NormalizedMutualInformationLoss`),
+    ``ssim`` (``1 - SSIM``, MONAI's :class:`~monai.losses.SSIMLoss`, 2-D, data range 1) and ``vgg``
+    (:class:`~monai_jrs.losses.VGGFeatureLoss`, all 13 VGG16 conv layers), each of weight 1. Any other similarity
+    term is injected, not named: ``terms`` maps a name to a loss ``(pred, target) -> scalar`` (a MONAI loss such as
+    :class:`~monai.losses.LocalNormalizedCrossCorrelationLoss`, or your own module), and ``weights`` gives its
+    weight; in a bundle config::
+
+        "content_loss": {"_target_": "monai_jrs.losses.JRSContentLoss",
+                         "terms": {"lncc": {"_target_": "monai.losses.LocalNormalizedCrossCorrelationLoss",
+                                            "spatial_dims": 2, "kernel_size": 7},
+                                   "ssim": {"_target_": "monai.losses.SSIMLoss", "spatial_dims": 2}},
+                         "weights": {"lncc": 1.0, "ssim": 0.5}}
 
     Terms whose weight is 0 are not built (a zero ``vgg_weight`` needs no VGG16 weights file) and not computed.
 
     Args:
-        nmi_weight: weight of :class:`~monai_jrs.losses.NormalizedMutualInformationLoss`.
-        ssim_weight: weight of MONAI's :class:`~monai.losses.SSIMLoss` (``1 - SSIM``, 2-D, data range 1).
-        vgg_weight: weight of :class:`~monai_jrs.losses.VGGFeatureLoss` (all 13 VGG16 conv layers).
-        num_bins: histogram bins of NMI.
-        ssim_win_size: SSIM Gaussian window size (images must be at least this large).
+        nmi_weight, ssim_weight, vgg_weight: weights of the default terms (ignored when ``terms`` is given).
+        num_bins: histogram bins of NMI (default terms).
+        ssim_win_size: SSIM Gaussian window size (default terms; images must be at least this large).
         vgg_weights_path: local VGG16 weights (see :class:`~monai_jrs.networks.nets.VGG16Features`).
         vgg_pretrained: ``False`` builds a random VGG16 (tests only).
+        terms: ``{name: loss}``, replacing the default terms.
+        weights: ``{name: weight >= 0}`` for ``terms`` (missing names weigh 1; unknown names are an error).
 
     Raises:
-        ValueError: a negative weight.
+        ValueError: a negative weight, a weight for an unknown term, or a term that is not callable.
         FileNotFoundError: ``vgg_weight > 0`` with ``vgg_pretrained`` and no local weights file.
 
     Example::
@@ -62,6 +75,11 @@ class JRSContentLoss(nn.Module):
         >>> x = torch.rand(1, 1, 32, 32)
         >>> sorted(loss.compute_terms(x, x))
         ['nmi', 'ssim']
+        >>> from monai.losses import LocalNormalizedCrossCorrelationLoss
+        >>> custom = JRSContentLoss(terms={"lncc": LocalNormalizedCrossCorrelationLoss(spatial_dims=2)},
+        ...                         weights={"lncc": 2.0})
+        >>> sorted(custom.compute_terms(x, x)), custom.weights
+        (['lncc'], {'lncc': 2.0})
     """
 
     def __init__(
@@ -73,12 +91,50 @@ class JRSContentLoss(nn.Module):
         ssim_win_size: int = 11,
         vgg_weights_path: str | None = None,
         vgg_pretrained: bool = True,
+        terms: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None,
+        weights: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
-        self.weights = _check_weights(nmi_weight=nmi_weight, ssim_weight=ssim_weight, vgg_weight=vgg_weight)
-        self.nmi = NormalizedMutualInformationLoss(num_bins=num_bins) if nmi_weight > 0 else None
-        self.ssim = SSIMLoss(spatial_dims=2, data_range=1.0, win_size=ssim_win_size) if ssim_weight > 0 else None
-        self.vgg = VGGFeatureLoss(vgg_weights_path, pretrained=vgg_pretrained) if vgg_weight > 0 else None
+        if terms is None:
+            if weights is not None:
+                raise ValueError("`weights` needs `terms`; for the default terms use nmi_weight/ssim_weight/vgg_weight.")
+            checked = _check_weights(nmi_weight=nmi_weight, ssim_weight=ssim_weight, vgg_weight=vgg_weight)
+            default = {k.removesuffix("_weight"): w for k, w in checked.items()}
+            builders: dict[str, Callable[[], Callable]] = {
+                "nmi": lambda: NormalizedMutualInformationLoss(num_bins=num_bins),
+                "ssim": lambda: SSIMLoss(spatial_dims=2, data_range=1.0, win_size=ssim_win_size),
+                "vgg": lambda: VGGFeatureLoss(vgg_weights_path, pretrained=vgg_pretrained),
+            }
+            terms = {k: builders[k]() for k, w in default.items() if w > 0}
+            weights = {k: w for k, w in default.items() if w > 0}
+        weights = dict(weights or {})
+        unknown = sorted(set(weights) - set(terms))
+        if unknown:
+            raise ValueError(f"`weights` names terms {unknown} that are not in `terms` {sorted(terms)}.")
+        for name, term in terms.items():
+            if not callable(term):
+                raise ValueError(f"each term must be a loss (pred, target) -> scalar, got {type(term).__name__} for "
+                                 f"{name!r}.")
+        self.weights: dict[str, float] = _check_weights(**{k: weights.get(k, 1.0) for k in terms})
+        active = {k: t for k, t in terms.items() if self.weights[k] > 0}
+        self.terms = nn.ModuleDict({k: t for k, t in active.items() if isinstance(t, nn.Module)})
+        self._functional_terms = {k: t for k, t in active.items() if not isinstance(t, nn.Module)}
+        self._order = list(active)
+
+    @property
+    def nmi(self) -> nn.Module | None:
+        """The ``nmi`` term (None when inactive)."""
+        return self.terms["nmi"] if "nmi" in self.terms else None
+
+    @property
+    def ssim(self) -> nn.Module | None:
+        """The ``ssim`` term (None when inactive)."""
+        return self.terms["ssim"] if "ssim" in self.terms else None
+
+    @property
+    def vgg(self) -> nn.Module | None:
+        """The ``vgg`` term (None when inactive)."""
+        return self.terms["vgg"] if "vgg" in self.terms else None
 
     def compute_terms(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """The unweighted terms that have a non-zero weight.
@@ -88,26 +144,23 @@ class JRSContentLoss(nn.Module):
             target: ``(B, C, H, W)`` reference image ``I_ref`` in ``[0, 1]``.
 
         Returns:
-            ``{"nmi": 2 - NMI, "ssim": 1 - SSIM, "vgg": VGG L2}`` (scalars), active terms only.
+            ``{name: scalar}`` for the active terms (default: ``nmi`` = 2 - NMI, ``ssim`` = 1 - SSIM, ``vgg``).
         """
         check_image(pred, "pred")
         check_image(target, "target")
         if pred.shape != target.shape:
             raise ValueError(f"`target` must have the shape of `pred` {tuple(pred.shape)}, got {tuple(target.shape)}.")
-        terms: dict[str, torch.Tensor] = {}
-        if self.nmi is not None:
-            terms["nmi"] = self.nmi(pred, target)
-        if self.ssim is not None:
-            terms["ssim"] = self.ssim(pred, target)
-        if self.vgg is not None:
-            terms["vgg"] = self.vgg(pred, target)
-        return terms
+        out: dict[str, torch.Tensor] = {}
+        for name in self._order:
+            term = self.terms[name] if name in self.terms else self._functional_terms[name]
+            out[name] = term(pred, target)
+        return out
 
     def weighted_sum(self, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``sum_k w_k * terms[k]`` over the content terms present in ``terms``."""
-        parts = [self.weights[f"{k}_weight"] * v for k, v in terms.items() if f"{k}_weight" in self.weights]
+        parts = [self.weights[k] * v for k, v in terms.items() if k in self.weights]
         if not parts:
-            raise ValueError("the content loss has no active term: all of nmi/ssim/vgg weights are 0.")
+            raise ValueError(f"the content loss has no active term: the weights are {self.weights or 'all 0'}.")
         return torch.stack(parts).sum()
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -136,7 +189,7 @@ class JRSGeneratorLoss(nn.Module):
 
     Args:
         nmi_weight, ssim_weight, vgg_weight, num_bins, ssim_win_size, vgg_weights_path, vgg_pretrained: see
-            :class:`JRSContentLoss`.
+            :class:`JRSContentLoss` (ignored when ``content`` is given).
         adversarial_weight: weight of the generator adversarial term.
         dice_weight: weight of ``-log Dice``.
         ddf_weight: weight of the DDF consistency term.
@@ -144,6 +197,8 @@ class JRSGeneratorLoss(nn.Module):
         ddf_scale: ``scale`` of :class:`~monai_jrs.losses.DDFConsistencyLoss` (pixels).
         adversarial_mode: ``mode`` of :class:`~monai_jrs.losses.GeneratorAdversarialLoss`.
         logits: the discriminator returns logits.
+        content: the content loss, injected (e.g. a :class:`JRSContentLoss` with other ``terms``, or any
+            ``(pred, target) -> scalar`` module); default: :class:`JRSContentLoss` of the weights above.
 
     Raises:
         ValueError: a negative weight, or missing keys in ``outputs``.
@@ -165,17 +220,20 @@ class JRSGeneratorLoss(nn.Module):
         ddf_scale: float = 4.0,
         adversarial_mode: str = "non_saturating",
         logits: bool = False,
+        content: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.content = JRSContentLoss(
-            nmi_weight=nmi_weight,
-            ssim_weight=ssim_weight,
-            vgg_weight=vgg_weight,
-            num_bins=num_bins,
-            ssim_win_size=ssim_win_size,
-            vgg_weights_path=vgg_weights_path,
-            vgg_pretrained=vgg_pretrained,
-        )
+        if content is None:
+            content = JRSContentLoss(
+                nmi_weight=nmi_weight,
+                ssim_weight=ssim_weight,
+                vgg_weight=vgg_weight,
+                num_bins=num_bins,
+                ssim_win_size=ssim_win_size,
+                vgg_weights_path=vgg_weights_path,
+                vgg_pretrained=vgg_pretrained,
+            )
+        self.content = content
         self.weights = _check_weights(
             adversarial_weight=adversarial_weight,
             dice_weight=dice_weight,
@@ -206,8 +264,12 @@ class JRSGeneratorLoss(nn.Module):
             raise ValueError(f"`outputs` must hold the keys {[str(k) for k in required]}, missing {missing}.")
         registered, reference = outputs[JRSKeys.REGISTERED], outputs[JRSKeys.REFERENCE]
         ddf = outputs[JRSKeys.DDF]
-        terms = self.content.compute_terms(registered, reference)
-        total = self.content.weighted_sum(terms)
+        if isinstance(self.content, JRSContentLoss):
+            terms = self.content.compute_terms(registered, reference)
+            total = self.content.weighted_sum(terms)
+        else:  # any other injected content loss is one term
+            terms = {"content": self.content(registered, reference)}
+            total = terms["content"]
         w = self.weights
         if d_output is not None and w["adversarial_weight"] > 0:
             terms["adversarial"] = self.adversarial(d_output)

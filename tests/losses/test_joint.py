@@ -64,13 +64,59 @@ class TestJRSContentLoss(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "ssim_weight"):
             JRSContentLoss(ssim_weight=-1.0, vgg_weight=0)
 
+    def test_injected_terms_exact(self):
+        """Injected terms: the loss is exactly sum_k w_k * term_k; missing weights are 1; a zero weight drops it."""
+        x, y = torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8)
+        l1 = torch.nn.L1Loss()  # |0 - 1| = 1
+        mse = lambda p, t: ((p - t) ** 2).mean() * 3.0  # noqa: E731 - a plain callable works too: 3
+        loss = JRSContentLoss(terms={"l1": l1, "mse3": mse, "off": torch.nn.L1Loss()},
+                              weights={"l1": 0.5, "off": 0.0})
+        self.assertEqual(loss.weights, {"l1": 0.5, "mse3": 1.0, "off": 0.0})
+        self.assertEqual(sorted(loss.compute_terms(x, y)), ["l1", "mse3"])
+        self.assertEqual(float(loss(x, y)), 0.5 * 1.0 + 1.0 * 3.0)
+        self.assertIsNone(loss.nmi)
+        self.assertIn("l1", dict(loss.named_modules()).get("terms"))  # modules are registered (move with .to())
+
+    def test_injected_terms_from_config(self):
+        parser = ConfigParser({"loss": {
+            "_target_": "monai_jrs.losses.JRSContentLoss",
+            "terms": {"lncc": {"_target_": "monai.losses.LocalNormalizedCrossCorrelationLoss", "spatial_dims": 2,
+                               "kernel_size": 3}},
+            "weights": {"lncc": 2.0},
+        }})
+        loss = parser.get_parsed_content("loss")
+        x = torch.rand(1, 1, 12, 12)
+        self.assertEqual(sorted(loss.compute_terms(x, x)), ["lncc"])
+        self.assertAlmostEqual(float(loss(x, x)), -2.0, places=4)  # LNCC loss of identical images is -1
+
+    @parameterized.expand([
+        ("unknown_weight", {"terms": {"a": torch.nn.L1Loss()}, "weights": {"b": 1.0}}, "not in `terms`"),
+        ("weights_without_terms", {"weights": {"nmi": 1.0}}, "`weights` needs `terms`"),
+        ("not_callable", {"terms": {"a": 3.0}}, "must be a loss"),
+        ("negative", {"terms": {"a": torch.nn.L1Loss()}, "weights": {"a": -1.0}}, "`a` must be a weight >= 0"),
+    ])
+    def test_injected_terms_errors(self, _, kwargs, message):
+        with self.assertRaisesRegex(ValueError, message):
+            JRSContentLoss(**kwargs)
+
+    def test_generator_loss_takes_an_injected_content_loss(self):
+        from monai_jrs.losses import JRSGeneratorLoss
+
+        x = torch.rand(1, 1, 16, 16)
+        outputs = {"reference": x, "reference_mask": torch.ones(1, 1, 16, 16), "registered": torch.zeros_like(x),
+                   "registered_mask_prob": torch.ones(1, 1, 16, 16), "ddf": torch.zeros(1, 2, 16, 16)}
+        gen = JRSGeneratorLoss(content=torch.nn.L1Loss(), adversarial_weight=0, dice_weight=0, ddf_weight=0)
+        total, terms = gen(outputs)
+        self.assertAlmostEqual(float(total), float(x.mean()), places=6)
+        self.assertEqual(sorted(terms), ["content", "total"])
+
     def test_from_bundle_config(self):
         parser = ConfigParser(
             {"loss": {"_target_": "monai_jrs.losses.JRSContentLoss", "vgg_weight": 0.0, "nmi_weight": 0.5}}
         )
         loss = parser.get_parsed_content("loss")
         self.assertIsInstance(loss, JRSContentLoss)
-        self.assertEqual(loss.weights["nmi_weight"], 0.5)
+        self.assertEqual(loss.weights, {"nmi": 0.5, "ssim": 1.0})
 
 
 class TestJRSGeneratorLoss(unittest.TestCase):
