@@ -65,16 +65,17 @@ def run_generator(
         dict keyed by :class:`~monai_jrs.utils.enums.JRSKeys` (``registered``, ``registered_mask_prob``,
         ``registered_mask``, ``ddf``).
     """
+    from monai_jrs.networks.nets import JRSGenerator
+
     out = net(reference, floating, reference_mask)
     if isinstance(out, dict):
         return out
-    if not isinstance(out, (tuple, list)) or len(out) != 4:
-        raise ValueError(
-            "a JRS generator must return (registered, registered_mask_prob, registered_mask, ddf), "
-            f"got {type(out).__name__} of length {len(out) if isinstance(out, (tuple, list)) else 'n/a'}."
-        )
-    keys = (JRSKeys.REGISTERED, JRSKeys.REGISTERED_MASK_PROB, JRSKeys.REGISTERED_MASK, JRSKeys.DDF)
-    return {str(k): v for k, v in zip(keys, out)}
+    if not isinstance(out, (tuple, list)):
+        raise ValueError(f"a JRS generator must return a 4-tuple or a dict of named outputs, got {type(out).__name__}.")
+    try:
+        return JRSGenerator.outputs_to_dict(out)
+    except ValueError as e:
+        raise ValueError(f"a JRS generator must return its named outputs: {e}") from e
 
 
 class JRSTrainer(Trainer):
