@@ -339,7 +339,7 @@ def save_registration_result(
     return metrics
 
 
-@deprecated(since="0.2.0", removed="0.3.0", version_val=__version__,
+@deprecated(since="0.1.0", removed="0.2.0", version_val=__version__,
             msg_suffix="use monai_jrs.inferers.JRSInferer(...).to_full_resolution(...).floating_mask instead.")
 def floating_mask_from_output(out_net: torch.Tensor, flt_info: GridInfo | dict[str, Any]) -> torch.Tensor:
     """Deprecated: the floating image's lung mask from a stacked ``(1, 5, h, w)`` output; ``(1, Hf, Wf)`` {0, 1}."""
@@ -349,7 +349,7 @@ def floating_mask_from_output(out_net: torch.Tensor, flt_info: GridInfo | dict[s
     return torch.from_numpy(keep_largest_components(mask[0].numpy(), 2).astype(np.float32))[None]
 
 
-@deprecated(since="0.2.0", removed="0.3.0", version_val=__version__,
+@deprecated(since="0.1.0", removed="0.2.0", version_val=__version__,
             msg_suffix="use monai_jrs.inferers.JRSInferer(...).to_full_resolution(...) and save_registration_result.")
 def write_registration_outputs(
     out_net: torch.Tensor,

@@ -220,5 +220,16 @@ class TestJRSInferer(unittest.TestCase):
             JRSInferer(16, mask_source="otsu")
 
 
+class TestDeprecatedAliases(unittest.TestCase):
+    def test_floating_mask_from_output(self):
+        from monai_jrs.apps.registration import floating_mask_from_output
+
+        ref, mask = make_phantom(40, 36)
+        inferer = JRSInferer(32)
+        result = inferer(ref, mask, ref, _StubNetwork(torch.zeros(1, 2, 32, 32)))
+        with self.assertWarns(FutureWarning):
+            old = floating_mask_from_output(dict_to_stacked(result.network), result.floating_info)
+        torch.testing.assert_close(old, result.floating_mask[0])
+
 if __name__ == "__main__":
     unittest.main()
