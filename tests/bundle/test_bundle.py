@@ -157,9 +157,9 @@ class TestBundleFiles(unittest.TestCase):
             shutil.copy(SCHEMA, schema)  # the schema URL is unreachable offline; an existing file is not downloaded
             verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(schema))
             broken = json.loads((CONFIGS / "metadata.json").read_text())
-            del broken["network_data_format"]["inputs"]["image"]["channel_def"]
+            del broken["network_data_format"]["inputs"]["image"]["dtype"]  # required by meta_schema_20240725
             (Path(d) / "broken.json").write_text(json.dumps(broken))
-            with self.assertRaisesRegex(ValueError, "channel_def"):
+            with self.assertRaisesRegex(ValueError, "is not of type"):
                 verify_metadata(meta_file=str(Path(d) / "broken.json"), filepath=str(schema))
 
     def test_required_properties(self):
