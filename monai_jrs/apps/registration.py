@@ -25,7 +25,7 @@ Convention of the outputs (``OUT_DIR/<floating file stem>/``):
     - ``floating_mask.nii.gz``: the lung mask of the floating image on its own grid (the registered mask carried
       back through the inverse field).
     - ``overlay.png``: reference with the reference-mask (red) and registered-mask (green) contours, and the floating
-      image with its mask (green).
+      image with its mask (green), under column titles and above a legend of the contour colours.
     - ``metrics.json``: timings per stage, Dice(reference mask, registered mask), folding %, spacings, inputs.
     - ``floating_mask_seg.dcm``: DICOM SEG of ``floating_mask`` referencing the floating image, when it is DICOM.
 
@@ -490,13 +490,26 @@ def _dice_before(ref_mask: torch.Tensor, flt_mask: torch.Tensor) -> float | None
 def _write_overlay(path, ref_img, ref_mask, reg_mask, flt_img, flt_mask, overwrite) -> None:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+    from monai_jrs.visualize.overlay import default_font_size, legend_strip, title_strip
+
     left = overlay_contours(ref_img[0], [ref_mask[0], reg_mask[0]], colors=(RED, GREEN), thickness=2)
     right = overlay_contours(flt_img[0], [flt_mask[0]], colors=(GREEN,), thickness=2)
     h = max(left.shape[0], right.shape[0])
     tiles = [_pad_to(left, h, left.shape[1]), _pad_to(right, h, right.shape[1])]
-    canvas = np.full((h, tiles[0].shape[1] + tiles[1].shape[1] + 4, 3), 255, dtype=np.uint8)
-    canvas[:, : tiles[0].shape[1]] = tiles[0]
-    canvas[:, tiles[0].shape[1] + 4 :] = tiles[1]
+    widths, gap = [tiles[0].shape[1], tiles[1].shape[1]], 4
+    # titles and legend scale with the image (full resolution, up to 2048 px): legible when the PNG is viewed whole
+    size = default_font_size(max(widths))
+    titles = title_strip(["reference", "floating"], widths, pad=gap, font_size=size)[:, gap:-gap]  # no outer border
+    legend = legend_strip(
+        sum(widths) + gap,
+        [(RED, "reference mask"), (GREEN, "predicted lung mask (left: registered onto the reference; right: floating)")],
+        font_size=size,
+    )
+    canvas = np.full((titles.shape[0] + h + legend.shape[0], sum(widths) + gap, 3), 255, dtype=np.uint8)
+    canvas[: titles.shape[0]] = titles
+    canvas[titles.shape[0] : titles.shape[0] + h, : widths[0]] = tiles[0]
+    canvas[titles.shape[0] : titles.shape[0] + h, widths[0] + gap :] = tiles[1]
+    canvas[titles.shape[0] + h :] = legend
     Image.fromarray(canvas).save(path, compress_level=1)  # fast: the overlay is a preview
 
 

@@ -10,4 +10,30 @@
 # limitations under the License.
 from __future__ import annotations
 
-from .overlay import ddf_to_rgb, make_grid, mask_contour, overlay_contours, to_uint8_gray
+from .overlay import (
+    add_legend,
+    add_titles,
+    ddf_color_wheel,
+    ddf_to_rgb,
+    default_font_size,
+    legend_strip,
+    make_grid,
+    mask_contour,
+    overlay_contours,
+    title_strip,
+    to_uint8_gray,
+)
+
+__all__ = [
+    "add_legend",
+    "add_titles",
+    "ddf_color_wheel",
+    "ddf_to_rgb",
+    "default_font_size",
+    "legend_strip",
+    "make_grid",
+    "mask_contour",
+    "overlay_contours",
+    "title_strip",
+    "to_uint8_gray",
+]
