@@ -213,7 +213,11 @@ def load_jrs_datalist(
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise ValueError(f"datalist file {path!r} does not exist.")
+        hint = ""
+        if os.path.basename(path) in ("datalist.json", "datalist_images.json"):
+            hint = (f" Generate the embedded dataset there with `python -m monai_jrs.data.embedded --output "
+                    f"{os.path.dirname(path) or '.'}`, or point the bundle's --dataset_dir at your own dataset.")
+        raise ValueError(f"datalist file {path!r} does not exist.{hint}")
     with open(path, encoding="utf-8") as f:
         try:
             data = json.load(f)

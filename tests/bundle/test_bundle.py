@@ -225,3 +225,35 @@ class TestBundleFiles(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestConfigStructure(unittest.TestCase):
+    """One definition per component and per run list; a literal dataset_dir (parsing starts no generator)."""
+
+    def test_copies_are_macros_and_distinct_instances(self):
+        raw = json.loads((CONFIGS / "train.json").read_text())
+        self.assertEqual(raw["reverse_network_def"], "%network_def")
+        self.assertEqual(raw["disc_floating_def"], "%disc_reference_def")
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / "train.json"))
+        g, f = parser.get_parsed_content("network_def"), parser.get_parsed_content("reverse_network_def")
+        self.assertIsNot(g, f)
+        self.assertEqual([p.shape for p in g.parameters()], [p.shape for p in f.parameters()])
+
+    def test_one_run_list_per_workflow(self):
+        for name, alias in (("train.json", "training"), ("evaluate.json", "evaluating")):
+            raw = json.loads((CONFIGS / name).read_text())
+            self.assertIsInstance(raw["run"], list, name)
+            self.assertEqual(raw[alias], "@run", name)
+        self.assertNotIn("training", json.loads((CONFIGS / "multi_gpu_train.json").read_text()))
+
+    def test_literal_dataset_dir_and_clear_error(self):
+        for name in ("train.json", "inference.json"):
+            self.assertEqual(json.loads((CONFIGS / name).read_text())["dataset_dir"], "./jrs_data", name)
+        parser = ConfigParser()
+        parser.read_config(str(CONFIGS / "inference.json"))
+        with tempfile.TemporaryDirectory() as d:
+            parser["dataset_dir"] = os.path.join(d, "missing")
+            with self.assertRaises(RuntimeError) as cm:  # MONAI wraps the loader's error
+                parser.get_parsed_content("data")
+        self.assertRegex(str(cm.exception.__cause__), r"python -m monai_jrs.data.embedded --output .*missing")

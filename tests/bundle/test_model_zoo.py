@@ -302,7 +302,7 @@ def naming_problems(config: dict, kind: str) -> list[str]:
 
 def import_problems(config: dict) -> list[str]:
     """Every ``monai_jrs`` module used in a ``$`` expression is imported by a ``$import`` of the config (the package
-    does not import its submodules, so ``$import monai_jrs`` alone leaves ``monai_jrs.data.embedded`` undefined)."""
+    does not import its submodules, so ``$import monai_jrs`` alone leaves ``monai_jrs.data.datalist`` undefined)."""
     imported = set(_imported_modules(_import_statements(config)).values()) | {
         s.split()[1] for s in _import_statements(config) if s.split()[0] == "import"
     }
@@ -694,10 +694,10 @@ def test_key_naming_can_fail(case):
 def test_imports_declared(name):
     config = _merged(CONFIG_SETS[name][0])
     assert import_problems(config) == []
-    if name == "inference":  # the bug this catches: `$import monai_jrs` alone does not define monai_jrs.data.embedded
-        config["imports"].remove("$import monai_jrs.data.embedded")
+    if name == "inference":  # the bug this catches: `$import monai_jrs` alone does not define monai_jrs.data.<module>
+        config["imports"].remove("$import monai_jrs.data.datalist")
         assert import_problems(config) == [
-            "monai_jrs.data.embedded.generate_embedded_dataset is used but '$import monai_jrs.data.embedded' is missing"
+            "monai_jrs.data.datalist.load_jrs_datalist is used but '$import monai_jrs.data.datalist' is missing"
         ]
 
 
@@ -750,8 +750,10 @@ def test_expressions_resolve_in_fresh_interpreter(tmp_path):
         chains = sorted(c for c in _dotted_chains(config) if c.split(".")[0] in bound)
         sets[name] = {"imports": statements, "chains": chains}
     broken = copy.deepcopy(sets["inference"])
-    broken["imports"].remove("import monai_jrs.data.embedded")
-    sets["inference without the embedded import"] = broken
+    # without these two, nothing imports monai_jrs.data (the registration app imports it as a side effect)
+    broken["imports"].remove("import monai_jrs.data.datalist")
+    broken["imports"].remove("import monai_jrs.apps.registration")
+    sets["inference without the datalist import"] = broken
     base = [s for s in sets["train"]["imports"] if all(s in v["imports"] for v in sets.values())]
     assert "import monai" in base
     (tmp_path / "spec.json").write_text(json.dumps({"base": base, "sets": sets}))
@@ -759,8 +761,8 @@ def test_expressions_resolve_in_fresh_interpreter(tmp_path):
                           text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert results.pop("inference without the embedded import") == [
-        "monai_jrs.data.embedded.generate_embedded_dataset: module 'monai_jrs.data' has no attribute 'embedded'"
+    assert results.pop("inference without the datalist import") == [
+        "monai_jrs.data.datalist.load_jrs_datalist: module 'monai_jrs' has no attribute 'data'"
     ]
     assert results == {name: [] for name in CONFIG_SETS}
 
