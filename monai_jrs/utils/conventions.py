@@ -25,6 +25,13 @@ Convention:
       ``(row, col)``.
 
 Never use kornia's x-y channel order anywhere in monai_jrs; convert at the boundary if needed.
+
+The functions used inside the networks (:func:`check_image`, :func:`check_ddf`, :func:`identity_grid`,
+:func:`warp`, :func:`affine_to_ddf`, :func:`compose_ddf`, :func:`resize_ddf` and the tensor-only core of
+:func:`rotation_matrix`) are TorchScript-compatible, so that the networks can be exported with ``torch.jit.script``
+(MONAI's ``ckpt_export``) and run at any input size. Their shape arguments are annotated ``list[int]``,
+TorchScript's sequence type; tuples and ``torch.Size`` work too (also in TorchScript, which converts a tuple of ints
+to a list).
 """
 
 from __future__ import annotations
@@ -55,8 +62,22 @@ __all__ = [
 #: Names of the DDF channels, in order.
 DDF_CHANNELS: tuple[str, str] = ("rows (H)", "cols (W)")
 
-_WARP_MODES = ("bilinear", "nearest", "bicubic")
-_PADDING_MODES = ("zeros", "border", "reflection")
+
+def _shape_str(shape: list[int]) -> str:
+    """``str(tuple(shape))`` for error messages, also under TorchScript (whose ``tuple()`` needs a static length).
+
+    Example::
+
+        >>> _shape_str(torch.zeros(2, 3).shape), _shape_str([5]), _shape_str([])
+        ('(2, 3)', '(5,)', '()')
+    """
+    items = [str(s) for s in shape]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _repr(value: str) -> str:
+    """``repr(value)`` for error messages; TorchScript has no ``repr`` (nor ``!r``), there it quotes the string."""
+    return f"'{value}'" if torch.jit.is_scripting() else repr(value)
 
 
 def check_image(image: torch.Tensor, name: str = "image") -> None:
@@ -72,8 +93,10 @@ def check_image(image: torch.Tensor, name: str = "image") -> None:
     if not isinstance(image, torch.Tensor):
         raise TypeError(f"`{name}` must be a torch.Tensor of shape (B, C, H, W), got {type(image).__name__}.")
     if image.ndim != 4:
-        raise ValueError(f"`{name}` must have shape (B, C, H, W), got shape {tuple(image.shape)}.")
+        raise ValueError(f"`{name}` must have shape (B, C, H, W), got shape {_shape_str(image.shape)}.")
     if not torch.is_floating_point(image):
+        if torch.jit.is_scripting():  # TorchScript formats a dtype as its enum value
+            raise ValueError(f"`{name}` must be a floating-point tensor, got an integer or boolean dtype.")
         raise ValueError(f"`{name}` must be a floating-point tensor, got dtype {image.dtype}.")
 
 
@@ -92,17 +115,17 @@ def check_ddf(ddf: torch.Tensor, image: torch.Tensor | None = None, name: str = 
     if ddf.shape[1] != 2:
         raise ValueError(
             f"`{name}` must have shape (B, 2, H, W) (channel 0 along H, channel 1 along W), "
-            f"got shape {tuple(ddf.shape)}."
+            f"got shape {_shape_str(ddf.shape)}."
         )
     if image is not None and (ddf.shape[0] != image.shape[0] or ddf.shape[2:] != image.shape[2:]):
         raise ValueError(
-            f"`{name}` must have shape (B, 2, H, W) matching image (B, C, H, W) = {tuple(image.shape)}, "
-            f"got {tuple(ddf.shape)}."
+            f"`{name}` must have shape (B, 2, H, W) matching image (B, C, H, W) = {_shape_str(image.shape)}, "
+            f"got {_shape_str(ddf.shape)}."
         )
 
 
 def identity_grid(
-    spatial_shape: Sequence[int], device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+    spatial_shape: list[int], device: torch.device | None = None, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Pixel coordinates of every grid point.
 
@@ -115,7 +138,7 @@ def identity_grid(
         tensor of shape ``(1, 2, H, W)``; channel 0 holds the row index, channel 1 the column index.
     """
     if len(spatial_shape) != 2:
-        raise ValueError(f"`spatial_shape` must be (H, W), got {tuple(spatial_shape)}.")
+        raise ValueError(f"`spatial_shape` must be (H, W), got {_shape_str(spatial_shape)}.")
     rows = torch.arange(int(spatial_shape[0]), device=device, dtype=dtype)
     cols = torch.arange(int(spatial_shape[1]), device=device, dtype=dtype)
     grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"), dim=0)
@@ -152,11 +175,13 @@ def warp(
     """
     check_image(image)
     check_ddf(ddf, image)
-    if mode not in _WARP_MODES:
-        raise ValueError(f"`mode` must be one of {_WARP_MODES}, got {mode!r}.")
-    if padding_mode not in _PADDING_MODES:
-        raise ValueError(f"`padding_mode` must be one of {_PADDING_MODES}, got {padding_mode!r}.")
-    h, w = image.shape[2:]
+    # local, not module constants: TorchScript cannot read global tuples
+    modes, padding_modes = ("bilinear", "nearest", "bicubic"), ("zeros", "border", "reflection")
+    if mode not in modes:
+        raise ValueError(f"`mode` must be one of {modes}, got {_repr(mode)}.")
+    if padding_mode not in padding_modes:
+        raise ValueError(f"`padding_mode` must be one of {padding_modes}, got {_repr(padding_mode)}.")
+    h, w = image.shape[2], image.shape[3]
     grid = identity_grid((h, w), device=ddf.device, dtype=ddf.dtype) + ddf
     # normalise to [-1, 1] (align_corners=True) and reorder (row, col) -> (x=col, y=row) for grid_sample
     gy = grid[:, 0] * (2.0 / max(h - 1, 1)) - 1.0
@@ -186,11 +211,36 @@ def rotation_matrix(
         ``(B, 3, 3)`` tensor.
     """
     angle_t = torch.as_tensor(angle, dtype=dtype if not isinstance(angle, torch.Tensor) else None)
-    angle_t = angle_t.reshape(-1)
     ref = angle_t
-    trans_t = torch.as_tensor(translation, dtype=ref.dtype, device=ref.device).reshape(-1, 2)
-    scale_t = torch.as_tensor(scale, dtype=ref.dtype, device=ref.device).reshape(-1)
-    batch = max(angle_t.shape[0], trans_t.shape[0], scale_t.shape[0])
+    trans_t = torch.as_tensor(translation, dtype=ref.dtype, device=ref.device)
+    scale_t = torch.as_tensor(scale, dtype=ref.dtype, device=ref.device)
+    return _rotation_matrix(angle_t, trans_t, scale_t)
+
+
+def _rotation_matrix(
+    angle: torch.Tensor, translation: torch.Tensor | None = None, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`rotation_matrix` of tensors (TorchScript-compatible): it takes no Python numbers or sequences.
+
+    Args:
+        angle: ``()`` or ``(B,)`` rotation in radians.
+        translation: ``(2,)`` or ``(B, 2)`` translation in pixels along (H, W); ``None``: zero.
+        scale: ``()`` or ``(B,)`` isotropic scale; ``None``: one.
+
+    Returns:
+        ``(B, 3, 3)`` tensor of the dtype and device of ``angle``.
+    """
+    angle_t = angle.reshape(-1)
+    ref = angle_t
+    if translation is None:
+        trans_t = torch.zeros(1, 2, dtype=ref.dtype, device=ref.device)
+    else:
+        trans_t = translation.to(dtype=ref.dtype, device=ref.device).reshape(-1, 2)
+    if scale is None:
+        scale_t = torch.ones(1, dtype=ref.dtype, device=ref.device)
+    else:
+        scale_t = scale.to(dtype=ref.dtype, device=ref.device).reshape(-1)
+    batch = max(max(angle_t.shape[0], trans_t.shape[0]), scale_t.shape[0])
     angle_t, scale_t = angle_t.expand(batch), scale_t.expand(batch)
     trans_t = trans_t.expand(batch, 2)
     cos, sin = torch.cos(angle_t) * scale_t, torch.sin(angle_t) * scale_t
@@ -203,7 +253,7 @@ def rotation_matrix(
     return torch.stack(rows, dim=1)
 
 
-def affine_to_ddf(matrix: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
+def affine_to_ddf(matrix: torch.Tensor, spatial_shape: list[int]) -> torch.Tensor:
     """Dense displacement field of an affine transform.
 
     Args:
@@ -213,8 +263,8 @@ def affine_to_ddf(matrix: torch.Tensor, spatial_shape: Sequence[int]) -> torch.T
     Returns:
         ``(B, 2, H, W)`` DDF such that ``warp(floating, ddf)`` equals the affine resampling of ``floating``.
     """
-    if matrix.ndim != 3 or matrix.shape[1:] not in ((3, 3), (2, 3)):
-        raise ValueError(f"`matrix` must have shape (B, 3, 3) or (B, 2, 3), got {tuple(matrix.shape)}.")
+    if matrix.ndim != 3 or matrix.shape[1] not in (2, 3) or matrix.shape[2] != 3:
+        raise ValueError(f"`matrix` must have shape (B, 3, 3) or (B, 2, 3), got {_shape_str(matrix.shape)}.")
     h, w = int(spatial_shape[0]), int(spatial_shape[1])
     grid = identity_grid((h, w), device=matrix.device, dtype=matrix.dtype)  # (1, 2, H, W)
     centre = torch.tensor([(h - 1) / 2.0, (w - 1) / 2.0], device=matrix.device, dtype=matrix.dtype).view(1, 2, 1, 1)
@@ -344,7 +394,7 @@ def _splat_preimage(ddf: torch.Tensor, ident: torch.Tensor) -> torch.Tensor:
     return torch.where(valid > 0, guess, fallback)
 
 
-def resize_ddf(ddf: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
+def resize_ddf(ddf: torch.Tensor, spatial_shape: list[int]) -> torch.Tensor:
     """Resample a DDF to another grid size covering the same field of view, rescaling its pixel values.
 
     With the ``align_corners=True`` convention, pixel ``i`` of an ``n``-pixel axis maps to ``i * (N - 1) / (n - 1)``
@@ -358,7 +408,7 @@ def resize_ddf(ddf: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
         ``(B, 2, H, W)`` field.
     """
     check_ddf(ddf)
-    h, w = ddf.shape[2:]
+    h, w = ddf.shape[2], ddf.shape[3]
     big_h, big_w = int(spatial_shape[0]), int(spatial_shape[1])
     if (h, w) == (big_h, big_w):
         return ddf

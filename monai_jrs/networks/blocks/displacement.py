@@ -19,11 +19,10 @@ Convention:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import torch
 
-from monai_jrs.utils.conventions import affine_to_ddf, check_ddf, compose_ddf
+from monai_jrs.utils.conventions import _shape_str, affine_to_ddf, check_ddf, compose_ddf
 
 __all__ = ["compose_affine_and_local", "integrate_velocity", "bound_displacement", "rescale_affine"]
 
@@ -59,9 +58,15 @@ def compose_affine_and_local(
         ValueError: when shapes disagree.
     """
     check_ddf(local_ddf, name="local_ddf")
-    if matrix.ndim != 3 or matrix.shape[1:] not in ((3, 3), (2, 3)) or matrix.shape[0] != local_ddf.shape[0]:
+    if (
+        matrix.ndim != 3
+        or matrix.shape[1] not in (2, 3)
+        or matrix.shape[2] != 3
+        or matrix.shape[0] != local_ddf.shape[0]
+    ):
         raise ValueError(
-            f"`matrix` must have shape (B, 3, 3) or (B, 2, 3) with B = {local_ddf.shape[0]}, got {tuple(matrix.shape)}."
+            f"`matrix` must have shape (B, 3, 3) or (B, 2, 3) with B = {local_ddf.shape[0]}, "
+            f"got {_shape_str(matrix.shape)}."
         )
     if affine_ddf is None:
         affine_ddf = affine_to_ddf(matrix, local_ddf.shape[2:])
@@ -97,12 +102,12 @@ def integrate_velocity(velocity: torch.Tensor, num_steps: int = 7) -> torch.Tens
     return ddf
 
 
-def bound_displacement(ddf: torch.Tensor, max_displacement: float | Sequence[float]) -> torch.Tensor:
+def bound_displacement(ddf: torch.Tensor, max_displacement: float | list[float]) -> torch.Tensor:
     """Smoothly bound each DDF component: ``m * tanh(ddf / m)`` (identity near zero, ``|out| < m``).
 
     Args:
         ddf: ``(B, 2, H, W)`` field.
-        max_displacement: bound in pixels, one value or one per channel ``(rows, cols)``.
+        max_displacement: bound in pixels, one value or one per channel ``(rows, cols)`` (a list or a tuple).
 
     Returns:
         ``(B, 2, H, W)`` bounded field.
@@ -111,15 +116,19 @@ def bound_displacement(ddf: torch.Tensor, max_displacement: float | Sequence[flo
         ValueError: when a bound is not positive.
     """
     check_ddf(ddf)
-    bound = torch.as_tensor(max_displacement, dtype=ddf.dtype, device=ddf.device).reshape(-1)
+    if isinstance(max_displacement, list):  # refines the union for TorchScript; the same tensor as as_tensor's
+        bound = torch.tensor(max_displacement, dtype=ddf.dtype, device=ddf.device).reshape(-1)
+    else:
+        bound = torch.as_tensor(max_displacement, dtype=ddf.dtype, device=ddf.device).reshape(-1)
     if bound.numel() not in (1, 2) or not bool(torch.all(bound > 0)):
-        raise ValueError(f"`max_displacement` must be one or two positive numbers, got {bound.tolist()}.")
+        got = str(bound) if torch.jit.is_scripting() else str(bound.tolist())  # TorchScript: untyped tolist()
+        raise ValueError(f"`max_displacement` must be one or two positive numbers, got {got}.")
     bound = bound.expand(2).view(1, 2, 1, 1)
     return bound * torch.tanh(ddf / bound)
 
 
 def rescale_affine(
-    matrix: torch.Tensor, src_shape: Sequence[int], dst_shape: Sequence[int], align_corners: bool = False
+    matrix: torch.Tensor, src_shape: list[int], dst_shape: list[int], align_corners: bool = False
 ) -> torch.Tensor:
     """Express a centred affine defined on one grid on another grid covering the same field of view.
 
@@ -138,10 +147,12 @@ def rescale_affine(
     Returns:
         ``(B, 3, 3)`` affine on the ``dst_shape`` grid.
     """
-    if matrix.ndim != 3 or matrix.shape[1:] != (3, 3):
-        raise ValueError(f"`matrix` must have shape (B, 3, 3), got {tuple(matrix.shape)}.")
+    if matrix.ndim != 3 or matrix.shape[1] != 3 or matrix.shape[2] != 3:
+        raise ValueError(f"`matrix` must have shape (B, 3, 3), got {_shape_str(matrix.shape)}.")
     if len(src_shape) != 2 or len(dst_shape) != 2:
-        raise ValueError(f"`src_shape` and `dst_shape` must be (H, W), got {tuple(src_shape)}, {tuple(dst_shape)}.")
+        raise ValueError(
+            f"`src_shape` and `dst_shape` must be (H, W), got {_shape_str(src_shape)}, {_shape_str(dst_shape)}."
+        )
     if align_corners:
         scale = [(int(d) - 1) / max(int(s) - 1, 1) for s, d in zip(src_shape, dst_shape)]
     else:

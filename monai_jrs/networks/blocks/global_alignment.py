@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -35,7 +34,7 @@ from monai.networks.blocks import Convolution
 from monai.utils import look_up_option
 
 from monai_jrs.networks.blocks.displacement import rescale_affine
-from monai_jrs.utils.conventions import affine_to_ddf, check_image, rotation_matrix, warp
+from monai_jrs.utils.conventions import _rotation_matrix, _shape_str, affine_to_ddf, check_image, warp
 
 __all__ = ["GlobalAlignment", "AffineRefinementNet"]
 
@@ -94,7 +93,7 @@ class AffineRefinementNet(nn.Module):
 
 
 def chest_window(
-    mask: torch.Tensor, margin: float, shape: Sequence[int] | None = None, min_radius: int = 0, fill_empty: bool = True
+    mask: torch.Tensor, margin: float, shape: list[int] | None = None, min_radius: int = 0, fill_empty: bool = True
 ) -> torch.Tensor:
     """The chest window: a lung mask resized to ``shape``, binarised and dilated by ``margin`` of the grid.
 
@@ -118,9 +117,9 @@ def chest_window(
         9
     """
     m = mask.float().amax(dim=1, keepdim=True)
-    size = tuple(int(v) for v in (shape if shape is not None else m.shape[2:]))
-    if tuple(m.shape[2:]) != size:
-        m = F.interpolate(m, size=list(size), mode="area")
+    size = [int(v) for v in (shape if shape is not None else m.shape[2:])]
+    if [int(v) for v in m.shape[2:]] != size:
+        m = F.interpolate(m, size=size, mode="area")
     m = (m > 0.25).to(m.dtype)
     r = max(int(min_radius), int(round(float(margin) * max(size))))
     if r > 0:  # square dilation, separable
@@ -251,8 +250,8 @@ class GlobalAlignment(nn.Module):
             ``(B, 1, h, w)``.
         """
         x = image.mean(dim=1, keepdim=True)
-        if tuple(x.shape[2:]) != tuple(shape):
-            x = F.interpolate(x, size=list(shape), mode="area")
+        if x.shape[2] != shape[0] or x.shape[3] != shape[1]:
+            x = F.interpolate(x, size=[shape[0], shape[1]], mode="area")
         flat = x.reshape(x.shape[0], -1)
         mean = flat.mean(dim=1).view(-1, 1, 1, 1)
         std = flat.std(dim=1).view(-1, 1, 1, 1).clamp_min(1e-6)
@@ -319,21 +318,22 @@ class GlobalAlignment(nn.Module):
         if reference.shape[0] != floating.shape[0] or reference.shape[2:] != floating.shape[2:]:
             raise ValueError(
                 f"`reference` and `floating` must share batch and spatial size (B, C, H, W), got "
-                f"{tuple(reference.shape)} and {tuple(floating.shape)}."
+                f"{_shape_str(reference.shape)} and {_shape_str(floating.shape)}."
             )
         if min(reference.shape[2:]) < 4:
-            raise ValueError(f"images must be at least 4 x 4 pixels, got {tuple(reference.shape[2:])}.")
+            raise ValueError(f"images must be at least 4 x 4 pixels, got {_shape_str(reference.shape[2:])}.")
 
     def search_weight(self, reference_mask: torch.Tensor | None, shape: tuple[int, int]) -> torch.Tensor | None:
         """The reference window of the search: the mask at ``shape``, dilated by ``mask_margin`` of the grid.
 
-        Returns ``None`` (the whole image) without a mask or when the mask is empty for every sample.
+        Returns ``None`` (the whole image) without a mask or when the mask is empty for every sample (under
+        ``torch.export``, which cannot branch on values, an all-ones window then: the same search).
         """
         if reference_mask is None:
             return None
         window = chest_window(reference_mask, self.mask_margin, shape, min_radius=1, fill_empty=False)
         empty = window.flatten(1).sum(dim=1) == 0
-        if bool(empty.all()):
+        if not torch.compiler.is_compiling() and bool(empty.all()):  # torch.export (ONNX): no data-dependent branch
             return None
         return torch.where(empty.view(-1, 1, 1, 1), torch.ones_like(window), window)
 
@@ -376,9 +376,9 @@ class GlobalAlignment(nn.Module):
         lag_c = torch.where(j > len_w // 2, j - len_w, j).to(ref.dtype) + d_c
         # ref(p) ~ G(p + u) with G(q) = flt(R (q - c) + c)  =>  A = [R, R u]
         u = torch.stack((lag_r, lag_c), dim=-1)
-        rot = rotation_matrix(theta_grid)[:, :2, :2]
+        rot = _rotation_matrix(theta_grid)[:, :2, :2]
         t = torch.einsum("bij,bj->bi", rot, u)
-        return rotation_matrix(theta, t), score
+        return _rotation_matrix(theta, t), score
 
     def _ncc_maps(
         self, ref: torch.Tensor, flt: torch.Tensor, angles: torch.Tensor, weight: torch.Tensor | None = None
@@ -393,8 +393,8 @@ class GlobalAlignment(nn.Module):
         h, w = int(ref.shape[2]), int(ref.shape[3])
         s_r = min(h - 1, max(1, int(round(self.max_shift_fraction * h))))
         s_c = min(w - 1, max(1, int(round(self.max_shift_fraction * w))))
-        size = (h + s_r, w + s_c)  # non-circular for |lag| <= s: aliases of lag u land at |u +- L| >= h
-        mats = rotation_matrix(angles.reshape(-1))
+        size = [h + s_r, w + s_c]  # non-circular for |lag| <= s: aliases of lag u land at |u +- L| >= h
+        mats = _rotation_matrix(angles.reshape(-1))
         ddf = affine_to_ddf(mats, (h, w))
         flt_rep = flt.repeat_interleave(k, dim=0)
         rotated = warp(flt_rep, ddf, padding_mode="zeros")
@@ -402,22 +402,16 @@ class GlobalAlignment(nn.Module):
         g = (rotated * valid_f).view(bsz, k, h, w)
         valid_f = valid_f.view(bsz, k, h, w)
 
-        def spec(x: torch.Tensor) -> torch.Tensor:
-            return torch.fft.rfft2(x, s=size)
-
-        def corr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # sum_p a(p) b(p + u)
-            return torch.fft.irfft2(torch.conj(a) * b, s=size)
-
         win = torch.ones_like(ref[:1]) if weight is None else weight.to(ref.dtype)  # reference window (0/1)
-        ref_sp, ref2_sp = spec(ref * win), spec(ref * ref * win)
-        ones_sp = spec(win)
-        g_sp, g2_sp, m_sp = spec(g), spec(g * g), spec(valid_f)
-        n = corr(ones_sp, m_sp)
-        s_ref = corr(ref_sp, m_sp)
-        s_ref2 = corr(ref2_sp, m_sp)
-        s_flt = corr(ones_sp, g_sp)
-        s_flt2 = corr(ones_sp, g2_sp)
-        s_cross = corr(ref_sp, g_sp)
+        ref_sp, ref2_sp = _spec(ref * win, size), _spec(ref * ref * win, size)
+        ones_sp = _spec(win, size)
+        g_sp, g2_sp, m_sp = _spec(g, size), _spec(g * g, size), _spec(valid_f, size)
+        n = _corr(ones_sp, m_sp, size)
+        s_ref = _corr(ref_sp, m_sp, size)
+        s_ref2 = _corr(ref2_sp, m_sp, size)
+        s_flt = _corr(ones_sp, g_sp, size)
+        s_flt2 = _corr(ones_sp, g2_sp, size)
+        s_cross = _corr(ref_sp, g_sp, size)
         n_safe = n.clamp_min(1.0)
         var_r = s_ref2 - s_ref * s_ref / n_safe
         var_f = s_flt2 - s_flt * s_flt / n_safe
@@ -433,6 +427,16 @@ class GlobalAlignment(nn.Module):
         ncc = torch.where(valid, ncc.clamp(-1.0, 1.0), torch.full_like(ncc, -math.inf))
         best_val, best_idx = ncc.reshape(bsz, k, -1).max(dim=-1)
         return ncc, best_val, best_idx
+
+
+def _spec(x: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """Zero-padded 2-D real FFT of ``(..., h, w)`` at ``size``."""
+    return torch.fft.rfft2(x, s=size)
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor, size: list[int]) -> torch.Tensor:
+    """Cross-correlation ``sum_p a(p) b(p + u)`` of two :func:`_spec` spectra, for every lag ``u``."""
+    return torch.fft.irfft2(torch.conj(a) * b, s=size)
 
 
 def _parabolic_offset(values: torch.Tensor, index: torch.Tensor, circular: bool) -> torch.Tensor:

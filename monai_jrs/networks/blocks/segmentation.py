@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from monai_jrs.utils.conventions import _shape_str
 
 __all__ = ["otsu_threshold", "FeatureFusionSegmentation", "LearnedFeatureSegmentation"]
 
@@ -50,9 +51,10 @@ def otsu_threshold(x: torch.Tensor, num_bins: int = 256) -> torch.Tensor:
         True
     """
     if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
-        raise ValueError(f"`x` must be a floating-point tensor of shape (B, ...), got {type(x).__name__}.")
+        got = "a tensor of an integer or boolean dtype" if torch.jit.is_scripting() else type(x).__name__
+        raise ValueError(f"`x` must be a floating-point tensor of shape (B, ...), got {got}.")
     if x.ndim < 1 or x.numel() == 0 or x[0].numel() == 0:
-        raise ValueError(f"`x` must be a non-empty tensor of shape (B, ...), got shape {tuple(x.shape)}.")
+        raise ValueError(f"`x` must be a non-empty tensor of shape (B, ...), got shape {_shape_str(x.shape)}.")
     if int(num_bins) < 2:
         raise ValueError(f"`num_bins` must be >= 2, got {num_bins}.")
     nb = int(num_bins)
@@ -60,7 +62,8 @@ def otsu_threshold(x: torch.Tensor, num_bins: int = 256) -> torch.Tensor:
     lo = flat.amin(dim=1, keepdim=True)
     hi = flat.amax(dim=1, keepdim=True)
     width = (hi - lo) / nb
-    idx = ((flat - lo) / (hi - lo).clamp_min(torch.finfo(torch.float64).tiny) * nb).floor()
+    tiny = 2.2250738585072014e-308  # torch.finfo(torch.float64).tiny; TorchScript has no finfo (nor float globals)
+    idx = ((flat - lo) / (hi - lo).clamp_min(tiny) * nb).floor()
     idx = idx.clamp(0, nb - 1).long()
     hist = torch.zeros(flat.shape[0], nb, dtype=torch.float64, device=flat.device)
     hist.scatter_add_(1, idx, torch.ones_like(flat))
@@ -89,22 +92,23 @@ def _minmax(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (x - lo) / (hi - lo).clamp_min(eps)
 
 
-def _check_features(features: Sequence[torch.Tensor]) -> None:
+def _check_features(features: list[torch.Tensor]) -> None:
     if isinstance(features, torch.Tensor) or len(features) == 0:
         raise ValueError("`features` must be a non-empty sequence of (B, C_i, h, w) tensors.")
     ref = features[0]
     for i, f in enumerate(features):
         if not isinstance(f, torch.Tensor) or f.ndim != 4:
-            raise ValueError(f"`features[{i}]` must have shape (B, C, h, w), got {getattr(f, 'shape', type(f))}.")
+            got = _shape_str(f.shape) if torch.jit.is_scripting() else getattr(f, "shape", type(f))
+            raise ValueError(f"`features[{i}]` must have shape (B, C, h, w), got {got}.")
         if f.shape[0] != ref.shape[0] or f.shape[2:] != ref.shape[2:]:
             raise ValueError(
                 f"all feature maps must share batch and spatial size (B, *, h, w) = "
-                f"({ref.shape[0]}, *, {ref.shape[2]}, {ref.shape[3]}), got {tuple(f.shape)} at index {i}."
+                f"({ref.shape[0]}, *, {ref.shape[2]}, {ref.shape[3]}), got {_shape_str(f.shape)} at index {i}."
             )
 
 
-def _resize(x: torch.Tensor, spatial_shape: Sequence[int] | None, align_corners: bool) -> torch.Tensor:
-    if spatial_shape is None or tuple(int(s) for s in spatial_shape) == tuple(x.shape[2:]):
+def _resize(x: torch.Tensor, spatial_shape: list[int] | None, align_corners: bool) -> torch.Tensor:
+    if spatial_shape is None or [int(s) for s in spatial_shape] == [int(s) for s in x.shape[2:]]:
         return x
     return F.interpolate(x, size=[int(s) for s in spatial_shape], mode="bilinear", align_corners=align_corners)
 
@@ -137,7 +141,7 @@ class FeatureFusionSegmentation(nn.Module):
         self.num_bins = int(num_bins)
         self.align_corners = bool(align_corners)
 
-    def fuse(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+    def fuse(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Fused map ``S`` in ``[0, 1]``.
 
         Args:
@@ -153,7 +157,7 @@ class FeatureFusionSegmentation(nn.Module):
         return _minmax(total)
 
     def forward(
-        self, features: Sequence[torch.Tensor], spatial_shape: Sequence[int] | None = None
+        self, features: list[torch.Tensor], spatial_shape: list[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Soft and binary masks.
 
@@ -196,7 +200,7 @@ class LearnedFeatureSegmentation(nn.Module):
         self.conv = nn.Conv2d(self.in_channels, 1, kernel_size=1)
 
     def forward(
-        self, features: Sequence[torch.Tensor], spatial_shape: Sequence[int] | None = None
+        self, features: list[torch.Tensor], spatial_shape: list[int] | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Soft and binary masks.
 

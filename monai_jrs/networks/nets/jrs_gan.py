@@ -36,7 +36,7 @@ from monai_jrs.networks.blocks.displacement import bound_displacement, compose_a
 from monai_jrs.networks.blocks.global_alignment import GlobalAlignment
 from monai_jrs.networks.blocks.residual import ResidualBlock
 from monai_jrs.networks.blocks.segmentation import FeatureFusionSegmentation, LearnedFeatureSegmentation
-from monai_jrs.utils.conventions import affine_to_ddf, check_image, resize_ddf, warp
+from monai_jrs.utils.conventions import _shape_str, affine_to_ddf, check_image, resize_ddf, warp
 from monai_jrs.utils.enums import JRSKeys
 
 __all__ = ["JRSGenerator", "JRSDiscriminator", "JRS_GENERATOR_PRESETS"]
@@ -220,8 +220,17 @@ class JRSGenerator(nn.Module):
         Raises:
             ValueError: for inputs of the wrong shape, non-finite values or a mask outside ``[0, 1]``.
         """
+        return self._register_and_segment(reference, floating, reference_mask)
+
+    def _register_and_segment(
+        self, reference: torch.Tensor, floating: torch.Tensor, reference_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward`, for subclasses whose ``forward`` takes other inputs.
+
+        TorchScript compiles neither ``super().forward(...)`` nor ``JRSGenerator.forward(self, ...)``.
+        """
         self._check_inputs(reference, floating, reference_mask)
-        bsz, _, height, width = reference.shape
+        bsz, height, width = reference.shape[0], reference.shape[2], reference.shape[3]
         shape = (int(height), int(width))
         if self.global_stage is not None:
             matrix = self.global_stage(reference, floating, reference_mask)
@@ -231,9 +240,9 @@ class JRSGenerator(nn.Module):
         moved = warp(floating, affine_ddf, padding_mode="border")
 
         x = torch.cat([reference, moved, reference_mask.to(reference.dtype)], dim=1)
-        coarse = self.coarse_shape(*shape)
+        coarse = self.coarse_shape(shape[0], shape[1])
         if coarse != shape:
-            x = F.interpolate(x, size=list(coarse), mode="area")
+            x = F.interpolate(x, size=[coarse[0], coarse[1]], mode="area")
         h = self.stem(x)
         layer_maps = [h]
         for block in self.res_blocks:
@@ -289,24 +298,24 @@ class JRSGenerator(nn.Module):
         if reference.shape[1] != self.in_channels or floating.shape[1] != self.in_channels:
             raise ValueError(
                 f"`reference` and `floating` must have {self.in_channels} channel(s) (B, {self.in_channels}, H, W), "
-                f"got {tuple(reference.shape)} and {tuple(floating.shape)}."
+                f"got {_shape_str(reference.shape)} and {_shape_str(floating.shape)}."
             )
         if reference_mask.shape[1] != 1:
-            raise ValueError(f"`reference_mask` must have shape (B, 1, H, W), got {tuple(reference_mask.shape)}.")
+            raise ValueError(f"`reference_mask` must have shape (B, 1, H, W), got {_shape_str(reference_mask.shape)}.")
         if floating.shape[0] != reference.shape[0] or floating.shape[2:] != reference.shape[2:]:
             raise ValueError(
-                f"`floating` must match `reference` in batch and spatial size {tuple(reference.shape)}, "
-                f"got {tuple(floating.shape)}."
+                f"`floating` must match `reference` in batch and spatial size {_shape_str(reference.shape)}, "
+                f"got {_shape_str(floating.shape)}."
             )
         if reference_mask.shape[0] != reference.shape[0] or reference_mask.shape[2:] != reference.shape[2:]:
             raise ValueError(
                 f"`reference_mask` must have shape ({reference.shape[0]}, 1, {reference.shape[2]}, "
-                f"{reference.shape[3]}), got {tuple(reference_mask.shape)}."
+                f"{reference.shape[3]}), got {_shape_str(reference_mask.shape)}."
             )
         if min(reference.shape[2:]) < 8:
-            raise ValueError(f"images must be at least 8 x 8 pixels, got {tuple(reference.shape[2:])}.")
-        if torch.jit.is_tracing() or torch.jit.is_scripting():
-            return  # value checks would be frozen into the trace as constants
+            raise ValueError(f"images must be at least 8 x 8 pixels, got {_shape_str(reference.shape[2:])}.")
+        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+            return  # value checks would be frozen into a trace as constants, or be data-dependent for torch.export
         for name, t in (("reference", reference), ("floating", floating), ("reference_mask", reference_mask)):
             if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"`{name}` must contain only finite values, got NaN or Inf.")

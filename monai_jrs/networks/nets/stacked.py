@@ -10,10 +10,10 @@
 # limitations under the License.
 """Single-tensor interface of the JRS generator, for MONAI bundle tooling and MONAI Label.
 
-MONAI's ``verify_net_in_out``, ``ckpt_export`` (trace) and MONAI Label's ``BundleInferTask`` feed a network one
-tensor and expect one tensor back. :class:`JRSStackedGenerator` is a :class:`~monai_jrs.networks.nets.JRSGenerator`
-(same parameters, so a generator checkpoint loads into it unchanged) whose ``forward`` takes the three inputs
-stacked along channels and returns the outputs stacked along channels.
+MONAI's ``verify_net_in_out``, ``ckpt_export`` (script or trace) and MONAI Label's ``BundleInferTask`` feed a
+network one tensor and expect one tensor back. :class:`JRSStackedGenerator` is a
+:class:`~monai_jrs.networks.nets.JRSGenerator` (same parameters, so a generator checkpoint loads into it unchanged)
+whose ``forward`` takes the three inputs stacked along channels and returns the outputs stacked along channels.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from monai_jrs.networks.nets.jrs_gan import JRSGenerator
+from monai_jrs.utils.conventions import _shape_str
 
 __all__ = ["JRSStackedGenerator", "STACKED_INPUT_CHANNELS", "STACKED_OUTPUT_CHANNELS"]
 
@@ -35,6 +36,10 @@ class JRSStackedGenerator(JRSGenerator):
 
     Input channels: reference, floating, reference lung mask. Output channels: registered image, registered mask
     probability, binary registered mask, DDF rows, DDF columns (:data:`STACKED_OUTPUT_CHANNELS`).
+
+    ``torch.jit.script`` compiles it (``ckpt_export`` without ``--use_trace``); the scripted module runs at any input
+    size and matches eager mode. The value checks of the inputs (finite values, mask in ``[0, 1]``) run in eager mode
+    only; the shape checks also run in the scripted module.
 
     Args:
         kwargs: the arguments of :class:`JRSGenerator` (``in_channels`` is fixed to 1).
@@ -63,7 +68,7 @@ class JRSStackedGenerator(JRSGenerator):
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(
                 "`x` must have shape (B, 3, H, W) with channels (reference, floating, reference_mask), "
-                f"got {tuple(getattr(x, 'shape', ()))}."
+                f"got {_shape_str(x.shape if torch.jit.is_scripting() else getattr(x, 'shape', ()))}."
             )
-        registered, prob, mask, ddf = super().forward(x[:, 0:1], x[:, 1:2], x[:, 2:3])
+        registered, prob, mask, ddf = self._register_and_segment(x[:, 0:1], x[:, 1:2], x[:, 2:3])
         return torch.cat([registered, prob, mask, ddf], dim=1)
