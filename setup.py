@@ -47,6 +47,8 @@ BUNDLE_FILES = [
 extras_require = {
     "dev": ["pytest>=7", "pytest-xdist>=3", "parameterized>=0.9"],
     "elastix": ["itk-elastix>=0.20"],
+    # python -m monai.bundle onnx_export and its check with ONNX Runtime (bundle/docs/README.md)
+    "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"],
     # MONAI Label 0.8.5 needs torchvision; see docs/monailabel.md: install torch==2.14.1 torchvision==0.29.1 first.
     # SimpleITK writes the result labels with the image geometry (docs/monailabel.md).
     "monailabel": ["monailabel==0.8.5", "SimpleITK>=2.2"],
