@@ -103,6 +103,12 @@ class JRSGenerator(nn.Module):
         max_displacement: optional bound of each local displacement component, in full-resolution pixels.
         norm: normalisation of the deformable stage (MONAI ``Norm`` factory name or tuple, or ``None``).
         act: activation of the deformable stage (MONAI ``Act`` factory name or tuple).
+        global_stage: the global stage, injected: any module ``(reference, floating, reference_mask) -> (B, 3, 3)``
+            affine matrices (MONAI ``RandAffine`` convention on centred ``(row, col)`` pixels, floating point =
+            ``A @ reference point``), e.g. a :class:`~monai_jrs.networks.blocks.GlobalAlignment` with other settings
+            or your own search. When given, ``global_alignment``, ``affine_refinement``, ``search_size``,
+            ``num_rotations`` and ``max_rotation_deg`` are not used. A checkpoint of the default stage loads into an
+            injected ``GlobalAlignment`` of the same settings (same parameter names).
 
     Raises:
         ValueError: for invalid options.
@@ -132,6 +138,7 @@ class JRSGenerator(nn.Module):
         max_displacement: float | None = None,
         norm: str | tuple | None = "batch",
         act: str | tuple = "relu",
+        global_stage: nn.Module | None = None,
     ) -> None:
         super().__init__()
         for name, value, low in (
@@ -155,8 +162,12 @@ class JRSGenerator(nn.Module):
         self.integration_steps = int(integration_steps)
         self.max_displacement = None if max_displacement is None else float(max_displacement)
 
-        self.global_stage: GlobalAlignment | None = None
-        if self.global_alignment == "search" or self.affine_refinement == "learned":
+        self.global_stage: nn.Module | None = global_stage
+        if global_stage is not None:
+            if not isinstance(global_stage, nn.Module):
+                raise ValueError(f"`global_stage` must be an nn.Module mapping (reference, floating, reference_mask) "
+                                 f"to (B, 3, 3) matrices, got {type(global_stage).__name__}.")
+        elif self.global_alignment == "search" or self.affine_refinement == "learned":
             self.global_stage = GlobalAlignment(
                 search_size=search_size,
                 num_rotations=num_rotations,

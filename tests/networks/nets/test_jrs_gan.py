@@ -24,6 +24,7 @@ from parameterized import parameterized
 
 from monai_jrs.networks.blocks import (
     FeatureFusionSegmentation,
+    GlobalAlignment,
     bound_displacement,
     compose_affine_and_local,
     integrate_velocity,
@@ -343,6 +344,60 @@ class TestJRSGenerator(unittest.TestCase):
         for name, args in cases.items():
             with self.subTest(name), self.assertRaises(ValueError):
                 net(*args)
+
+
+class _FixedShift(torch.nn.Module):
+    """A global stage of one's own: always the same translation (rows, cols) in pixels."""
+
+    def __init__(self, shift: tuple[float, float]) -> None:
+        super().__init__()
+        self.register_buffer("shift", torch.tensor(shift))
+
+    def forward(self, reference: torch.Tensor, floating: torch.Tensor, reference_mask: torch.Tensor) -> torch.Tensor:
+        m = torch.eye(3, dtype=reference.dtype, device=reference.device).repeat(reference.shape[0], 1, 1)
+        m[:, :2, 2] = self.shift.to(reference.dtype)
+        return m
+
+
+class TestInjectedGlobalStage(unittest.TestCase):
+    def test_injected_stage_is_used(self):
+        torch.manual_seed(0)
+        net = JRSGenerator(features=4, num_res_blocks=1, coarse_factor=4, global_stage=_FixedShift((3.0, -2.0))).eval()
+        self.assertIsInstance(net.global_stage, _FixedShift)
+        x = torch.rand(2, 1, 32, 32)
+        with torch.no_grad():
+            _, _, _, ddf = net(x, x, torch.ones(2, 1, 32, 32))
+        # the local head starts near zero (Normal(0, 1e-5) weights): the field is the injected translation
+        torch.testing.assert_close(ddf[:, 0], torch.full((2, 32, 32), 3.0), atol=1e-3, rtol=0)
+        torch.testing.assert_close(ddf[:, 1], torch.full((2, 32, 32), -2.0), atol=1e-3, rtol=0)
+
+    def test_default_checkpoint_loads_into_injected_global_alignment(self):
+        torch.manual_seed(0)
+        default = JRSGenerator(features=4, num_res_blocks=1, coarse_factor=4, search_size=32, num_rotations=8)
+        injected = JRSGenerator(features=4, num_res_blocks=1, coarse_factor=4,
+                                global_stage=GlobalAlignment(search_size=32, num_rotations=8))
+        injected.load_state_dict(default.state_dict())  # strict: same parameter names
+        x = torch.rand(1, 1, 32, 32)
+        mask = (torch.rand(1, 1, 32, 32) > 0.3).float()
+        with torch.no_grad():
+            for a, b in zip(default.eval()(x, x.flip(-1), mask), injected.eval()(x, x.flip(-1), mask)):
+                torch.testing.assert_close(a, b)
+
+    def test_injected_stage_from_bundle_config(self):
+        from monai.bundle import ConfigParser
+
+        parser = ConfigParser({"net": {
+            "_target_": "monai_jrs.networks.nets.JRSGenerator", "features": 4, "num_res_blocks": 1,
+            "global_stage": {"_target_": "monai_jrs.networks.blocks.GlobalAlignment", "search_size": 16,
+                             "num_rotations": 4, "refinement": "none"},
+        }})
+        net = parser.get_parsed_content("net")
+        self.assertIsInstance(net.global_stage, GlobalAlignment)
+        self.assertEqual(net.global_stage.num_rotations, 4)
+
+    def test_not_a_module(self):
+        with self.assertRaisesRegex(ValueError, "`global_stage` must be an nn.Module"):
+            JRSGenerator(features=4, num_res_blocks=1, global_stage=lambda r, f, m: None)
 
 
 class TestJRSDiscriminator(unittest.TestCase):
