@@ -142,7 +142,7 @@ class JRSRegistrar:
         bundle_dir: bundle folder (``configs/inference.json`` + ``models/model.pt``); default: the shipped bundle.
         device: ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
         size: network grid size (default: the bundle's ``image_size``).
-        config_overrides: overrides of ``configs/inference.json`` ids (e.g. ``{"features": 64}`` for the paper
+        config_overrides: overrides of ``configs/inference.json`` ids (e.g. ``{"preset": "paper"}`` for the paper
             preset).
         refine: refine each field by instance optimisation on the network grid
             (:class:`~monai_jrs.networks.blocks.InstanceOptimization`): ``True`` for its defaults, or an instance.

@@ -257,3 +257,23 @@ class TestConfigStructure(unittest.TestCase):
             with self.assertRaises(RuntimeError) as cm:  # MONAI wraps the loader's error
                 parser.get_parsed_content("data")
         self.assertRegex(str(cm.exception.__cause__), r"python -m monai_jrs.data.embedded --output .*missing")
+
+    def test_one_place_per_preset(self):
+        """The generator presets live in JRS_GENERATOR_PRESETS only; the configs name them and show the global stage."""
+        from monai_jrs.networks.blocks import GlobalAlignment
+        from monai_jrs.networks.nets import JRS_GENERATOR_PRESETS
+
+        for files, preset in ((["train.json"], "fast"), (["inference.json"], "fast"),
+                              (["train.json", "paper.json"], "paper")):
+            raws = [json.loads((CONFIGS / f).read_text()) for f in files]
+            for raw in raws:
+                for key in ("features", "num_res_blocks", "coarse_factor"):
+                    self.assertNotIsInstance(raw.get(key, ""), int, f"{files}: {key} is a literal")
+            parser = ConfigParser()
+            parser.read_config([str(CONFIGS / f) for f in files])
+            net = parser.get_parsed_content("network_def")
+            self.assertEqual(parser["preset"], preset)
+            got = {k: getattr(net, k) for k in JRS_GENERATOR_PRESETS[preset]}
+            self.assertEqual(got, JRS_GENERATOR_PRESETS[preset], files)
+            self.assertIsInstance(net.global_stage, GlobalAlignment)
+
