@@ -2,7 +2,8 @@
 # Proves the fresh-machine paths of the README, each in a brand-new virtual environment with nothing preinstalled:
 #   1. the README's main command (the fenced block after `<!-- main-command -->`), exactly as written, with
 #      `--train#trainer#max_epochs 1` appended, on a copy of this checkout with an empty monai_jrs cache (so the
-#      embedded dataset is rendered as on a new machine); a model file must be written;
+#      embedded dataset is rendered as on a new machine); a model file must be written; then the documented bundle
+#      inference command on that default data with the shipped model;
 #   2. `pip wheel .`, the wheel installed into another new environment, and `monai-jrs register` run on a generated
 #      pair from a folder outside the checkout, with the shipped model found inside the wheel.
 # Called by .ci/run after the test command; runs standalone too: `bash .ci/fresh_machine.sh`.
@@ -38,6 +39,14 @@ ckpt = torch.load("jrs_run/models/checkpoint_final.pt", map_location="cpu", weig
 assert "model" in ckpt and any(k.endswith("weight") for k in ckpt["model"]), sorted(ckpt)
 print("fresh_machine: checkpoint holds", len(ckpt["model"]), "generator tensors")
 EOF
+  # bundle inference as documented, on the default data the main command generated, with the shipped model
+  infer_cmd=$(grep -o 'python -m monai.bundle run --config_file bundle/configs/inference.json[^`]*' bundle/docs/README.md | head -n 1)
+  test -n "$infer_cmd" || { echo "fresh_machine: no inference command in bundle/docs/README.md" >&2; exit 1; }
+  echo "+ [same venv] $infer_cmd"
+  bash -euo pipefail -c "$infer_cmd"
+  n=$(ls jrs_out/*/metrics.json | wc -l)
+  test "$n" -gt 0 || { echo "fresh_machine: bundle inference wrote no outputs" >&2; exit 1; }
+  echo "fresh_machine: bundle inference wrote $n pairs"
 )
 
 # --- 2. the wheel in another new environment, used from a folder outside the checkout ---
