@@ -10,13 +10,19 @@
 # limitations under the License.
 """Data of monai_jrs: loaders (radiographs, lung masks, DICOM and DICOM SEG), datalists, paired datasets.
 
-The embedded dataset (:mod:`monai_jrs.data.embedded`), the DRR renderer (:mod:`monai_jrs.data.drr`), the radiograph
-simulator (:mod:`monai_jrs.data.radiograph`), the public-dataset readers (:mod:`monai_jrs.data.public_datasets`) and
-the test fixtures (:mod:`monai_jrs.data.testing`) are imported on demand: ``import monai_jrs.data.embedded``.
+The writers of registration results (:mod:`monai_jrs.data.writers`), the embedded dataset
+(:mod:`monai_jrs.data.embedded`, rendered with the radiograph simulator :mod:`monai_jrs.simulation`), the
+public-dataset readers (:mod:`monai_jrs.data.public_datasets`) and the test fixtures (:mod:`monai_jrs.data.testing`)
+are imported on demand: ``import monai_jrs.data.embedded``. The MONAI transforms (loading, resizing to the network
+grid, normalisation) are in :mod:`monai_jrs.transforms`; this package does not import it, as its io transforms import
+the loaders here.
 """
 
 from __future__ import annotations
 
+from monai_jrs.utils.deprecate_utils import moved_names
+
+from . import io, preprocessing
 from .datalist import (
     DATALIST_SECTIONS,
     IMAGE_KEY,
@@ -47,35 +53,12 @@ from .dicom import (
 from .io import (
     NIFTI_EXTENSIONS,
     PIL_EXTENSIONS,
-    LoadLungMaskD,
-    LoadLungMaskd,
-    LoadLungMaskDict,
-    LoadXRay,
-    LoadXRayD,
-    LoadXRayd,
-    LoadXRayDict,
     from_collatable_meta,
     load_mask,
     load_xray,
     save_nifti,
     to_collatable_meta,
 )
-from .preprocessing import (
-    GridInfo,
-    NormalizeXRayD,
-    NormalizeXRayd,
-    NormalizeXRayDict,
-    ResizeToNetworkD,
-    ResizeToNetworkd,
-    ResizeToNetworkDict,
-    ddf_to_original,
-    full_resolution_ddf,
-    keep_largest_components,
-    normalize_intensity,
-    resize_to_network,
-    restore_to_original,
-)
-
 __all__ = [
     "DATALIST_SECTIONS",
     "IMAGE_KEY",
@@ -106,29 +89,12 @@ __all__ = [
     "write_dicom_seg",
     "NIFTI_EXTENSIONS",
     "PIL_EXTENSIONS",
-    "LoadLungMaskD",
-    "LoadLungMaskd",
-    "LoadLungMaskDict",
-    "LoadXRay",
-    "LoadXRayD",
-    "LoadXRayd",
-    "LoadXRayDict",
     "from_collatable_meta",
     "load_mask",
     "load_xray",
     "save_nifti",
     "to_collatable_meta",
-    "GridInfo",
-    "NormalizeXRayD",
-    "NormalizeXRayd",
-    "NormalizeXRayDict",
-    "ResizeToNetworkD",
-    "ResizeToNetworkd",
-    "ResizeToNetworkDict",
-    "ddf_to_original",
-    "full_resolution_ddf",
-    "keep_largest_components",
-    "normalize_intensity",
-    "resize_to_network",
-    "restore_to_original",
 ]
+
+#: the transforms once re-exported here moved to monai_jrs.transforms (old paths deprecated, removed in 0.2.0).
+__getattr__ = moved_names(__name__, {**io.__getattr__.moved, **preprocessing.__getattr__.moved})

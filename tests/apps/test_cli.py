@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from monai_jrs.apps import JRSRegistrar
-from monai_jrs.apps.registration import OUTPUT_FILES
 from monai_jrs.data.testing import make_dx_dicom
+from monai_jrs.data.writers import OUTPUT_FILES
 from monai_jrs.metrics import compute_dice_score
 from tests.networks.synthetic import synthetic_chest
 

@@ -28,8 +28,8 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, verify_metadata
 
-from monai_jrs.apps.registration import OUTPUT_FILES
 from monai_jrs.data.embedded import generate_embedded_dataset
+from monai_jrs.data.writers import OUTPUT_FILES
 from monai_jrs.networks.nets import JRSStackedGenerator
 
 REPO = Path(__file__).resolve().parents[2]

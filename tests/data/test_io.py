@@ -10,6 +10,8 @@
 # limitations under the License.
 """Tests of :mod:`monai_jrs.data.io`: images and masks from PNG/JPEG/TIFF, NIfTI, NumPy, DICOM and DICOM SEG.
 
+The MONAI transforms around these loaders are tested in ``tests/transforms/io``.
+
 All files are generated in temporary folders; nothing binary is committed.
 """
 
@@ -23,20 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data import MetaTensor
 from parameterized import parameterized
 from PIL import Image
 
-from monai_jrs.data.io import (
-    LoadLungMaskd,
-    LoadXRay,
-    LoadXRayd,
-    from_collatable_meta,
-    load_mask,
-    load_xray,
-    save_nifti,
-    to_collatable_meta,
-)
+from monai_jrs.data.io import from_collatable_meta, load_mask, load_xray, save_nifti, to_collatable_meta
+from monai_jrs.transforms import LoadXRayd
 from tests.test_utils import SkipIfNoModule
 
 # (6, 11) with one bright pixel at (2, 7): a transpose changes the shape, a vertical flip moves the pixel to row 3
@@ -464,46 +457,7 @@ class TestSaveNifti(_TmpCase):
         self.assertFalse((self.root / "a.nii").exists())
 
 
-class TestTransforms(_TmpCase):
-    @SkipIfNoModule("pydicom")
-    def test_load_xray_and_mask_dict(self):
-        from monai_jrs.data.testing import make_dx_dicom, make_synthetic_xray
-
-        img, mask = make_synthetic_xray((20, 28))
-        src = make_dx_dicom(self.root / "img.dcm", img, imager_spacing=(0.2, 0.25))
-        Image.fromarray(mask * 255).save(self.root / "mask.png")
-        data = {"image": str(src), "mask": str(self.root / "mask.png"), "id": "P1"}
-        d = LoadXRayd("image", image_only=False)(data)
-        d = LoadLungMaskd("mask", reference_keys="image")(d)
-        self.assertIsInstance(d["image"], MetaTensor)
-        self.assertEqual(tuple(d["image"].shape), (1, 20, 28))
-        self.assertEqual(d["id"], "P1")
-        self.assertEqual(d["image_meta_dict"]["spacing"], (0.2, 0.25))
-        torch.testing.assert_close(d["image"].affine, torch.diag(torch.tensor([0.2, 0.25, 1.0], dtype=torch.float64)))
-        self.assertEqual(d["image"].meta["filename_or_obj"], str(src))
-        np.testing.assert_array_equal(d["mask"][0].numpy(), mask)
-        self.assertEqual(d["mask"].meta["spacing"], [0.2, 0.25])  # inherited from the image
-        torch.testing.assert_close(d["mask"].affine, d["image"].affine)
-
-    def test_reference_key_errors(self):
-        np.save(self.root / "m.npy", np.ones(SHAPE, np.uint8))
-        with self.assertRaisesRegex(ValueError, "missing"):
-            LoadLungMaskd("mask", reference_keys="image")({"mask": str(self.root / "m.npy")})
-        with self.assertRaisesRegex(TypeError, "MetaTensor"):
-            LoadLungMaskd("mask", reference_keys="image")({"mask": str(self.root / "m.npy"), "image": torch.zeros(1)})
-        with self.assertRaisesRegex(ValueError, "reference_keys"):
-            LoadLungMaskd(["a", "b", "c"], reference_keys=["x", "y"])
-
-    def test_load_xray_transform_unknown_spacing(self):
-        np.save(self.root / "a.npy", _asym())
-        out = LoadXRay()(self.root / "a.npy")
-        self.assertIsInstance(out, MetaTensor)
-        torch.testing.assert_close(out.affine, torch.eye(3, dtype=torch.float64))
-        self.assertTrue(all(math.isnan(s) for s in out.meta["spacing"]))  # collatable "unknown"
-        self.assertIsNone(from_collatable_meta(out.meta)["spacing"])
-        with self.assertRaisesRegex(ValueError, "percentiles"):
-            LoadXRay(lower=50, upper=10)
-
+class TestCollatableMeta(unittest.TestCase):
     def test_collatable_meta_round_trip(self):
         meta = {"spacing": None, "original_shape": (6, 11), "PatientID": None, "filename": "a.png"}
         out = to_collatable_meta(meta)

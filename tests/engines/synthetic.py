@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import torch
 
+from monai_jrs.data.testing import make_chest_phantom
+
 __all__ = ["jrs_sample"]
 
 
 def jrs_sample(
     g: torch.Generator, floating_mask: bool = True, ddf_applied: bool = True, max_shift: int = 2
 ) -> dict:
-    """One un-batched JRS sample: (1, 32, 32) images and masks, (2, 32, 32) applied DDF."""
-    mask = torch.zeros(1, 32, 32)
-    mask[:, 6:26, 4:14] = 1.0
-    mask[:, 6:26, 18:28] = 1.0
+    """One un-batched JRS sample: (1, 32, 32) images and masks, (2, 32, 32) applied DDF.
+
+    The lung mask is that of :func:`~monai_jrs.data.testing.make_chest_phantom`; the images are it plus uniform noise,
+    the floating one shifted along the columns.
+    """
+    mask = torch.from_numpy(make_chest_phantom((32, 32), noise=0.0)[1]).float()[None]
     shift = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=g))
     d = {
         "reference": (0.5 * mask + 0.3 * torch.rand(1, 32, 32, generator=g)).clamp(0, 1),

@@ -17,9 +17,9 @@ import unittest
 import torch
 from parameterized import parameterized
 
-from monai_jrs.data.preprocessing import GridInfo, ddf_to_original, resize_to_network
 from monai_jrs.inferers import JRSInferer, dict_to_stacked, full_resolution_ddf, stacked_to_dict
 from monai_jrs.networks.nets import JRSGenerator, JRSStackedGenerator
+from monai_jrs.transforms import GridInfo, ddf_to_original, resize_to_network
 from monai_jrs.utils.enums import JRSKeys
 from tests.transforms.phantom import make_phantom
 

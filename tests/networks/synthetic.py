@@ -14,48 +14,33 @@ from __future__ import annotations
 
 import torch
 
-from monai_jrs.utils.conventions import affine_to_ddf, identity_grid, warp
+from monai_jrs.data.testing import make_chest_phantom
+from monai_jrs.utils.conventions import affine_to_ddf, warp
 
 __all__ = ["synthetic_chest", "deform_affine"]
 
 
 def synthetic_chest(size: int | tuple[int, int] = 96, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """An asymmetric chest-like image and its lung mask.
+    """An asymmetric chest-like image and its lung mask (:func:`~monai_jrs.data.testing.make_chest_phantom`).
 
     Body ellipse, two lungs of different size and height (dark), a spine bar, an off-centre heart blob, a bright
-    clavicle bar on one side only and an "L" marker in one corner: no rotational or mirror symmetry.
+    clavicle bar on one side only and an "L" marker in one corner: no rotational or mirror symmetry. Mildly smoothed
+    so that the image survives area downsampling without aliasing.
 
     Returns:
         ``(image, mask)``, both ``(1, 1, H, W)``; image in ``[0, 1]``, mask in ``{0, 1}``.
     """
-    h, w = (size, size) if isinstance(size, int) else size
-    grid = identity_grid((h, w), dtype=torch.float64)[0]
-    r = grid[0] / (h - 1)  # 0..1 rows
-    c = grid[1] / (w - 1)  # 0..1 cols
-
-    def ellipse(cr, cc, ar, ac):
-        return (((r - cr) / ar) ** 2 + ((c - cc) / ac) ** 2) <= 1.0
-
-    body = ellipse(0.55, 0.5, 0.5, 0.42)
-    lung_l = ellipse(0.5, 0.32, 0.27, 0.12)
-    lung_r = ellipse(0.45, 0.68, 0.22, 0.11)
-    heart = ellipse(0.68, 0.58, 0.12, 0.1)
-    spine = (c - 0.5).abs() < 0.035
-    clavicle = ((r - 0.2 - 0.15 * (c - 0.25)).abs() < 0.025) & (c > 0.1) & (c < 0.45)
-    marker = ((c > 0.85) & (c < 0.88) & (r > 0.06) & (r < 0.2)) | ((r > 0.17) & (r < 0.2) & (c > 0.85) & (c < 0.94))
-    img = 0.15 * torch.ones_like(r)
-    img = torch.where(body, torch.full_like(r, 0.6), img)
-    lungs = (lung_l | lung_r) & ~heart
-    img = torch.where(lungs, torch.full_like(r, 0.25), img)
-    img = torch.where(heart & body, torch.full_like(r, 0.75), img)
-    img = torch.where(spine & body, torch.full_like(r, 0.85), img)
-    img = torch.where(clavicle, torch.full_like(r, 0.95), img)
-    img = torch.where(marker, torch.ones_like(r), img)
-    # mild smoothing so the image survives area downsampling without aliasing
-    k = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
-    k2 = (k[:, None] * k[None, :] / 16.0).view(1, 1, 3, 3)
-    img = torch.nn.functional.conv2d(img[None, None], k2, padding=1)
-    return img.to(dtype).clamp(0, 1), lungs.to(dtype)[None, None]
+    image, mask = make_chest_phantom(
+        (size, size) if isinstance(size, int) else size,
+        body=(0.1, 0.0, 1.0, 0.84),
+        lungs=((0.0, -0.36, 0.54, 0.24), (-0.1, 0.36, 0.44, 0.22)),
+        contrast=(0.15, 0.45, 0.35),
+        ripple=0.0,
+        asymmetric=True,
+        smooth=True,
+        noise=0.0,
+    )
+    return torch.from_numpy(image).to(dtype)[None, None], torch.from_numpy(mask).to(dtype)[None, None]
 
 
 def deform_affine(image: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,13 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""A smooth chest-X-ray-like phantom for the transform tests."""
+"""The smooth chest phantom of the transform and inferer tests: :func:`monai_jrs.data.testing.make_chest_phantom`."""
 
 from __future__ import annotations
 
 import torch
+
+from monai_jrs.data.testing import make_chest_phantom
 
 __all__ = ["make_phantom"]
 
@@ -22,17 +24,13 @@ def make_phantom(height: int = 64, width: int | None = None, dtype: torch.dtype 
 
     Edges are smooth over ~``H / 16`` px so that bilinear resampling errors stay small.
     """
-    width = height if width is None else width
-    r = torch.linspace(-1.0, 1.0, height, dtype=torch.float64)[:, None]
-    c = torch.linspace(-1.0, 1.0, width, dtype=torch.float64)[None, :]
-    soft = 8.0
-
-    def ellipse(r0, c0, a, b):
-        return ((r - r0) / a) ** 2 + ((c - c0) / b) ** 2
-
-    body = torch.sigmoid(soft * (1.0 - ellipse(0.05, 0.0, 0.85, 0.8)))
-    left, right = ellipse(-0.05, -0.38, 0.6, 0.25), ellipse(-0.05, 0.38, 0.6, 0.25)
-    lungs = torch.sigmoid(soft * (1.0 - left)) + torch.sigmoid(soft * (1.0 - right))
-    image = (0.15 + 0.7 * body - 0.45 * lungs).clamp(0.0, 1.0)
-    mask = ((left < 1.0) | (right < 1.0)).to(dtype)
-    return image[None].to(dtype), mask[None]
+    image, mask = make_chest_phantom(
+        (height, height if width is None else width),
+        body=(0.05, 0.0, 0.85, 0.8),
+        lungs=((-0.05, -0.38, 0.6, 0.25), (-0.05, 0.38, 0.6, 0.25)),
+        contrast=(0.15, 0.7, 0.45),
+        ripple=0.0,
+        edge_softness=8.0,
+        noise=0.0,
+    )
+    return torch.from_numpy(image)[None].to(dtype), torch.from_numpy(mask)[None].to(dtype)

@@ -10,5 +10,13 @@
 # limitations under the License.
 from __future__ import annotations
 
-from .array import RandFollowUpAppearance
-from .dictionary import RandFollowUpAppearanced, RandFollowUpAppearanceD, RandFollowUpAppearanceDict
+from .array import NormalizeXRay, RandFollowUpAppearance
+from .dictionary import (
+    NormalizeXRayd,
+    NormalizeXRayD,
+    NormalizeXRayDict,
+    RandFollowUpAppearanced,
+    RandFollowUpAppearanceD,
+    RandFollowUpAppearanceDict,
+)
+from .functional import normalize_intensity

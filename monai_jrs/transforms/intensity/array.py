@@ -8,7 +8,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Visit-to-visit appearance changes of radiographs (exposure, contrast, gamma, noise, blur)."""
+"""Intensity transforms of radiographs: robust normalisation, visit-to-visit appearance changes (exposure, contrast,
+gamma, noise, blur)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,37 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.transforms import GaussianSmooth, RandomizableTransform
+from monai.data import MetaTensor
+from monai.transforms import GaussianSmooth, RandomizableTransform, Transform
 from monai.utils.type_conversion import convert_to_dst_type
+
+from monai_jrs.transforms.intensity.functional import normalize_intensity
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RandFollowUpAppearance"]
+__all__ = ["NormalizeXRay", "RandFollowUpAppearance"]
+
+
+class NormalizeXRay(Transform):
+    """Percentile clip and min-max to ``[0, 1]``; see :func:`~monai_jrs.transforms.normalize_intensity`.
+
+    Args:
+        lower: lower percentile.
+        upper: upper percentile.
+    """
+
+    def __init__(self, lower: float = 0.5, upper: float = 99.5) -> None:
+        if not (0.0 <= lower < upper <= 100.0):
+            raise ValueError(f"percentiles must satisfy 0 <= lower < upper <= 100, got lower={lower}, upper={upper}.")
+        self.lower = lower
+        self.upper = upper
+
+    def __call__(self, img: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+        """Normalise ``img`` (any shape, e.g. ``(1, H, W)``)."""
+        name = "image"
+        if isinstance(img, MetaTensor):
+            name = str(img.meta.get("filename", img.meta.get("filename_or_obj", name)))
+        return normalize_intensity(img, self.lower, self.upper, name=name)
 
 
 class RandFollowUpAppearance(RandomizableTransform):

@@ -8,7 +8,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Dictionary wrapper of :class:`~monai_jrs.transforms.RandFollowUpAppearance`."""
+"""Dictionary wrappers of :mod:`monai_jrs.transforms.intensity.array`."""
 
 from __future__ import annotations
 
@@ -20,12 +20,42 @@ import numpy as np
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, RandomizableTransform
 
-from monai_jrs.transforms.intensity.array import RandFollowUpAppearance
+from monai_jrs.transforms.intensity.array import NormalizeXRay, RandFollowUpAppearance
 from monai_jrs.utils.enums import JRSKeys
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RandFollowUpAppearanced", "RandFollowUpAppearanceD", "RandFollowUpAppearanceDict"]
+__all__ = [
+    "NormalizeXRayd",
+    "NormalizeXRayD",
+    "NormalizeXRayDict",
+    "RandFollowUpAppearanced",
+    "RandFollowUpAppearanceD",
+    "RandFollowUpAppearanceDict",
+]
+
+
+class NormalizeXRayd(MapTransform):
+    """Dictionary version of :class:`~monai_jrs.transforms.NormalizeXRay`.
+
+    Args:
+        keys: keys of the images to normalise.
+        lower: lower percentile.
+        upper: upper percentile.
+        allow_missing_keys: do not raise for missing keys.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, lower: float = 0.5, upper: float = 99.5, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.normalizer = NormalizeXRay(lower, upper)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.normalizer(d[key])
+        return d
 
 
 class RandFollowUpAppearanced(RandomizableTransform, MapTransform):
@@ -70,4 +100,5 @@ class RandFollowUpAppearanced(RandomizableTransform, MapTransform):
         return d
 
 
+NormalizeXRayD = NormalizeXRayDict = NormalizeXRayd
 RandFollowUpAppearanceD = RandFollowUpAppearanceDict = RandFollowUpAppearanced

@@ -8,7 +8,7 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""Tests of :mod:`monai_jrs.data.preprocessing`: robust normalisation, resizing to the network grid and back."""
+"""Tests of :mod:`monai_jrs.transforms.spatial`: resizing to the network grid and back (functional, array, dict)."""
 
 from __future__ import annotations
 
@@ -20,13 +20,11 @@ import torch
 from monai.data import MetaTensor, decollate_batch, list_data_collate
 from parameterized import parameterized
 
-from monai_jrs.data.preprocessing import (
+from monai_jrs.transforms import (
     GridInfo,
-    NormalizeXRay,
-    NormalizeXRayd,
+    ResizeToNetwork,
     ResizeToNetworkd,
     ddf_to_original,
-    normalize_intensity,
     resize_to_network,
     restore_to_original,
 )
@@ -56,76 +54,6 @@ def _centroid(x: torch.Tensor) -> tuple[float, float]:
     r, c = torch.meshgrid(torch.arange(x.shape[0], dtype=torch.float64), torch.arange(x.shape[1], dtype=torch.float64),
                           indexing="ij")  # fmt: skip
     return float((x * r).sum() / x.sum()), float((x * c).sum() / x.sum())
-
-
-class TestNormalizeIntensity(unittest.TestCase):
-    def test_range_and_types(self):
-        rng = np.random.default_rng(0)
-        arr = rng.normal(1000.0, 50.0, (32, 40))
-        out = normalize_intensity(arr)
-        self.assertIsInstance(out, np.ndarray)
-        self.assertEqual((out.dtype, out.shape), (np.float32, arr.shape))
-        self.assertEqual((float(out.min()), float(out.max())), (0.0, 1.0))
-        t = normalize_intensity(torch.as_tensor(arr)[None])
-        self.assertIsInstance(t, torch.Tensor)
-        self.assertEqual((t.dtype, tuple(t.shape)), (torch.float32, (1, 32, 40)))
-        np.testing.assert_allclose(t[0].numpy(), out)
-        # order preserving: the brightest input pixel is (one of) the brightest output pixels
-        self.assertEqual(out.flat[arr.argmax()], 1.0)
-
-    def test_robust_to_outliers(self):
-        # a smooth 64x64 ramp in [100, 200] plus 8 hot pixels (burned-in text) and 4 dead pixels
-        base = np.tile(np.linspace(100.0, 200.0, 64), (64, 1))
-        spoiled = base.copy()
-        spoiled[0, :8] = 1e6
-        spoiled[63, :4] = -1e5
-        out = normalize_intensity(spoiled)
-        naive = (spoiled - spoiled.min()) / (spoiled.max() - spoiled.min())
-        self.assertLess(np.ptp(naive[1:63]), 0.01)  # min-max squashes the anatomy into 1% of the range...
-        bulk = out[1:63]
-        self.assertLess(bulk.min(), 0.02)  # ...the percentile clip keeps it spread over [0, 1]
-        self.assertGreater(bulk.max(), 0.98)
-        np.testing.assert_allclose(bulk, normalize_intensity(base)[1:63], atol=0.02)
-        self.assertTrue(np.all(out[0, :8] == 1.0) and np.all(out[63, :4] == 0.0))
-
-    def test_metatensor_kept(self):
-        x = MetaTensor(torch.arange(20.0).reshape(1, 4, 5), meta={"filename": "a.dcm", "spacing": [0.1, 0.2]})
-        out = NormalizeXRay(lower=0.0, upper=100.0)(x)
-        self.assertIsInstance(out, MetaTensor)
-        self.assertEqual(out.meta["filename"], "a.dcm")
-        torch.testing.assert_close(out.as_tensor(), (torch.arange(20.0) / 19.0).reshape(1, 4, 5))
-        d = NormalizeXRayd(["a", "b"], allow_missing_keys=True)({"a": x})
-        self.assertAlmostEqual(float(d["a"].max()), 1.0)
-
-    def test_nearly_constant_warns(self):
-        arr = np.zeros((20, 20))
-        arr[3, 4] = 5.0  # the percentiles coincide
-        with self.assertWarnsRegex(UserWarning, "coincide"):
-            out = normalize_intensity(arr)
-        self.assertEqual((out[3, 4], out.sum()), (1.0, 1.0))
-
-    @parameterized.expand(
-        [
-            ("constant", np.full((4, 5), 3.0), {}, "constant"),
-            ("nan", np.array([[0.0, math.nan], [1.0, 2.0]]), {}, "NaN"),
-            ("inf", np.array([[0.0, math.inf], [1.0, 2.0]]), {}, "NaN or infinite"),
-            ("empty", np.zeros((0, 5)), {}, "empty"),
-            ("percentiles", np.eye(3), {"lower": 60.0, "upper": 40.0}, "percentiles"),
-            ("percentile_range", np.eye(3), {"lower": -1.0}, "percentiles"),
-        ]
-    )
-    def test_errors(self, _, arr, kwargs, msg):
-        with self.assertRaisesRegex(ValueError, msg):
-            normalize_intensity(arr, name="scan_007.dcm", **kwargs)
-
-    def test_error_names_the_image(self):
-        with self.assertRaisesRegex(ValueError, "scan_007.dcm"):
-            normalize_intensity(np.ones((3, 3)), name="scan_007.dcm")
-        x = MetaTensor(torch.ones(1, 3, 3), meta={"filename_or_obj": "/data/p1.png"})
-        with self.assertRaisesRegex(ValueError, "/data/p1.png"):
-            NormalizeXRay()(x)
-        with self.assertRaisesRegex(ValueError, "percentiles"):
-            NormalizeXRay(lower=10, upper=5)
 
 
 class TestResizeToNetwork(unittest.TestCase):
@@ -347,6 +275,38 @@ class TestGridInfoAndDictTransform(unittest.TestCase):
     def test_bad_mode(self):
         with self.assertRaisesRegex(ValueError, "mode"):
             ResizeToNetworkd("image", 32, mode="area")
+
+
+class TestResizeToNetworkArray(unittest.TestCase):
+    def test_matches_functional_and_records_grid_info(self):
+        img = MetaTensor(_smooth(), meta={"spacing": [0.1, 0.2], "filename": "a.dcm"})
+        out = ResizeToNetwork(33, keep_aspect=True)(img)
+        expected, info = resize_to_network(img, 33, keep_aspect=True)
+        self.assertIsInstance(out, MetaTensor)
+        torch.testing.assert_close(out.as_tensor(), expected, atol=0, rtol=0)
+        self.assertEqual(GridInfo.from_dict(out.meta["grid_info"]), info)
+        self.assertEqual(out.meta["filename"], "a.dcm")
+        np.testing.assert_array_equal(out.meta["spatial_shape"], (33, 33))
+        torch.testing.assert_close(out.affine, torch.diag(torch.tensor([0.4, 0.8, 1.0], dtype=torch.float64)))
+        back = restore_to_original(out.as_tensor(), out.meta["grid_info"])
+        self.assertEqual(tuple(back.shape), (1, *ORIG))
+
+    def test_same_as_dict_version(self):
+        mask = (_blob(ORIG, (40.0, 50.0), sigma=15.0) > 0.5).to(torch.uint8)
+        item = {"image": MetaTensor(_smooth(), meta={"spacing": [0.1, 0.2]}), "mask": mask.numpy()}
+        d = ResizeToNetworkd(["image", "mask"], size=(20, 40), mode=["bicubic", "nearest"])(item)
+        for key, mode in (("image", "bicubic"), ("mask", "nearest")):
+            out = ResizeToNetwork((20, 40))(item[key], mode=mode)
+            torch.testing.assert_close(out.as_tensor(), d[key].as_tensor(), atol=0, rtol=0)
+            self.assertEqual(out.meta["grid_info"], d[key].meta["grid_info"])
+
+    def test_bad_mode(self):
+        with self.assertRaisesRegex(ValueError, "mode"):
+            ResizeToNetwork(32, mode="area")
+        with self.assertRaisesRegex(ValueError, "mode"):
+            ResizeToNetwork(32)(torch.zeros(1, 8, 8), mode="area")
+        with self.assertRaisesRegex(ValueError, "size"):
+            ResizeToNetwork(1)
 
 
 if __name__ == "__main__":
