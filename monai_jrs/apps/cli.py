@@ -38,9 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--bundle", default=None, help="bundle folder (default: the bundle shipped with monai_jrs)")
     reg.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     reg.add_argument("--size", type=int, default=None, help="network grid size (default: the bundle's)")
-    reg.add_argument("--refine", action="store_true",
-                     help="refine each field by instance optimisation (about 0.8 s more per pair on 2 CPU cores; "
-                          "lung TRE 1.6 -> 0.3 px on follow-ups, docs/evaluation.md)")
+    reg.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                     help="refine each field at full resolution over the whole image (affine + dense, "
+                          "monai_jrs.networks.blocks.DenseRefinement; the default). --no-refine: the network alone, "
+                          "faster and less accurate (docs/evaluation.md, real radiographs)")
     reg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     reg.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser

@@ -118,11 +118,15 @@ class JRSRegistrar:
         size: network grid size (default: the bundle's ``image_size``).
         config_overrides: overrides of ``configs/inference.json`` ids (e.g. ``{"preset": "paper"}`` for the paper
             preset).
-        refine: refine each field by instance optimisation on the network grid
-            (:class:`~monai_jrs.networks.blocks.InstanceOptimization`): ``True`` for its defaults, or an instance.
-            About 0.8 s more per pair on 2 CPU cores; in ``docs/evaluation.md`` it brings the lung TRE from 1.6 to
-            0.3 px on follow-ups. The registered mask is then the reference mask, and the floating mask is the
-            reference mask carried back through the refined field (the segmentation head saw the unrefined image).
+        refine: refine each field after the network. ``True`` (the default): the full-resolution dense refinement
+            over the whole image, :class:`~monai_jrs.networks.blocks.DenseRefinement` with its defaults (affine, then
+            a coarse-to-fine control grid on MIND-SSC features; ``docs/evaluation.md`` gives its accuracy and time on
+            real radiographs). An instance of it (or any object with ``full_resolution = True`` and the same
+            ``refine`` method) is used as given; any other callable ``refine(reference, floating, reference_mask,
+            ddf) -> ddf`` refines on the network grid (e.g. :class:`~monai_jrs.networks.blocks.InstanceOptimization`).
+            ``False``: the network alone. With a refinement the registered mask is the reference mask and the
+            floating mask is the reference mask carried back through the refined field (the segmentation head saw
+            the unrefined image).
 
     Raises:
         FileNotFoundError: the bundle has no ``configs/inference.json`` or ``models/model.pt``.
@@ -134,11 +138,11 @@ class JRSRegistrar:
         device: str | torch.device = "cpu",
         size: int | None = None,
         config_overrides: dict[str, Any] | None = None,
-        refine: bool | Callable[..., torch.Tensor] = False,
+        refine: bool | Callable[..., torch.Tensor] = True,
     ) -> None:
         from monai.bundle import ConfigParser
 
-        from monai_jrs.networks.blocks import InstanceOptimization
+        from monai_jrs.networks.blocks import DenseRefinement
 
         root = Path(bundle_dir) if bundle_dir is not None else default_bundle_dir()
         config, weights = root / "configs" / "inference.json", root / "models" / "model.pt"
@@ -158,9 +162,11 @@ class JRSRegistrar:
         net.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
         self.network = net.to(self.device).eval()
         self.bundle_dir = root
-        self.refine = InstanceOptimization() if refine is True else (refine or None)
+        self.refine = DenseRefinement() if refine is True else (refine or None)
+        full_res = bool(getattr(self.refine, "full_resolution", False))
         #: the one pipeline (network grid, network, refinement, exact mapping back) that every entry point uses.
-        self.inferer = JRSInferer(self.size, refine=self.refine, device=self.device)
+        self.inferer = JRSInferer(self.size, refine=None if full_res else self.refine, device=self.device,
+                                  dense=self.refine if full_res else None)
 
     @torch.no_grad()
     def register(
@@ -285,7 +291,7 @@ def register(
     size: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
-    refine: bool = False,
+    refine: bool = True,
 ) -> list[dict[str, Any]]:
     """One-call registration of follow-ups onto an annotated reference (see :class:`JRSRegistrar`).
 

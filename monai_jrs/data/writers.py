@@ -125,6 +125,8 @@ def save_registration_result(
         "dice_reference_vs_floating_mask": _dice_before(ref_mask, flt_mask),
         "folding_percent": float(folding_percentage(ddf)[0]),
         "max_displacement_px": float(ddf.norm(dim=1).max()),
+        "refined": bool(result.refined),
+        "quality": dict(result.quality),
         "dicom_seg": None if seg_path is None else str(seg_path),
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }

@@ -22,7 +22,12 @@ API, bundle inference, MONAI Label and the benchmarks share:
 3. **refinement** (optional): a per-pair correction ``refine(reference, floating, reference_mask, ddf) -> ddf``
    of the network-grid field, e.g. :class:`~monai_jrs.networks.blocks.InstanceOptimization`;
 4. **back to full resolution**: the exact mapping of every output onto each input's own grid
-   (:func:`full_resolution_ddf`, letterbox padding and different reference/floating sizes included).
+   (:func:`full_resolution_ddf`, letterbox padding and different reference/floating sizes included);
+5. **dense refinement at full resolution** (optional, the default of ``monai-jrs register``): a per-pair correction
+   ``dense.refine(reference, floating, reference_mask, ddf) -> (ddf, stats)`` of the full-resolution field over the
+   whole image, :class:`~monai_jrs.networks.blocks.DenseRefinement` (affine + coarse-to-fine control grid on
+   MIND-SSC features); the registered mask is then the reference mask and the floating mask the reference mask
+   carried back through the refined field (:func:`~monai_jrs.networks.blocks.carry_mask_to_floating`).
 
 The result is a :class:`JRSResult` of named tensors; nothing downstream reads channel indices.
 """
@@ -130,7 +135,9 @@ class JRSResult:
         reference_info: :class:`GridInfo` of the reference; ``floating_info`` of the floating image.
         refined: whether the field was refined (then the registered mask is the reference mask and the floating
             mask is the reference mask carried back through the refined field).
-        timings: seconds per stage (``network_s``, ``refine_s``, ``resample_s``).
+        timings: seconds per stage (``network_s``, ``refine_s``, ``resample_s``, ``dense_s``).
+        quality: what the dense refinement measured (``ncc_chest``, ``ssd_before``, ``ssd_after``, ``low_quality``,
+            ``affine``), empty without it.
     """
 
     network: dict[str, torch.Tensor]
@@ -142,6 +149,7 @@ class JRSResult:
     floating_info: GridInfo
     refined: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
 
 
 def _sample_image(image: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -189,6 +197,9 @@ class JRSInferer(Inferer):
             a generator trained without the segmentation term, e.g. the JRS-NoSeg ablation). A refinement always
             uses the reference mask (the segmentation head saw the unrefined registration).
         device: where the network runs (inputs are moved there; results come back on the CPU).
+        dense: optional full-resolution refinement (stage 5) with a ``refine(reference, floating, reference_mask,
+            ddf) -> (ddf, stats)`` method on ``(1, 1, H, W)`` / ``(1, 1, Hf, Wf)`` images and the ``(1, 2, H, W)``
+            field, e.g. :class:`~monai_jrs.networks.blocks.DenseRefinement`; it runs with gradients enabled.
 
     Raises:
         ValueError: unknown ``mask_source``.
@@ -212,6 +223,7 @@ class JRSInferer(Inferer):
         num_components: int = 2,
         mask_source: str = "segmentation",
         device: str | torch.device = "cpu",
+        dense: Any | None = None,
     ) -> None:
         super().__init__()
         if mask_source not in MASK_SOURCES:
@@ -222,6 +234,7 @@ class JRSInferer(Inferer):
         self.refine = refine
         self.num_components = int(num_components)
         self.device = torch.device(device)
+        self.dense = dense
 
     # -- stage 1: the network grid ---------------------------------------------------------------------------------
     def to_network_grid(
@@ -326,6 +339,53 @@ class JRSInferer(Inferer):
             timings=timings,
         )
 
+    # -- stage 5: dense refinement at full resolution ---------------------------------------------------------------
+    def refine_full_resolution(
+        self,
+        result: JRSResult,
+        reference_full: torch.Tensor,
+        reference_mask_full: torch.Tensor,
+        floating_full: torch.Tensor,
+        dense: Any | None = None,
+    ) -> JRSResult:
+        """Refine the full-resolution field of ``result`` with ``dense`` (default: :attr:`dense`); a new result.
+
+        Args:
+            result: output of :meth:`to_full_resolution`.
+            reference_full: ``(1, H, W)`` reference on its own grid; ``reference_mask_full`` its lung mask.
+            floating_full: ``(1, Hf, Wf)`` floating image on its own grid.
+            dense: the refinement (see the class arguments); None: :attr:`dense`; neither: ``result`` unchanged.
+
+        Returns:
+            the refined :class:`JRSResult`: field, registered image, the reference mask (``num_components`` largest
+            components) as registered mask, the floating mask carried back through the refined field, the
+            refinement's ``quality`` and ``dense_s`` in the timings.
+        """
+        from monai_jrs.networks.blocks.dense_refinement import carry_mask_to_floating
+
+        dense = dense if dense is not None else self.dense
+        if dense is None:
+            return result
+        t = time.perf_counter()
+        ref = reference_full.float().cpu()[None]
+        mask = (reference_mask_full.float().cpu()[None] > 0.5).float()
+        flt = floating_full.float().cpu()[None]
+        with torch.enable_grad():
+            ddf, stats = dense.refine(ref, flt, mask, result.ddf)
+        ddf = ddf.detach()
+        registered = _sample_image(flt, identity_grid(list(ddf.shape[2:])) + ddf)
+        registered_mask = _lungs(mask > 0.5, self.num_components)
+        floating_mask = _lungs(carry_mask_to_floating(registered_mask, ddf, flt.shape[2:]) > 0.5, self.num_components)
+        timings = {**result.timings, "dense_s": time.perf_counter() - t}
+        quality = {"ncc_chest": stats.ncc_chest[0], "ssd_before": stats.ssd_before[0],
+                   "ssd_after": stats.ssd_after[0], "low_quality": bool(stats.low_quality[0]),
+                   "affine_correction": stats.affine[0]}
+        return JRSResult(
+            network=result.network, ddf=ddf, registered=registered, registered_mask=registered_mask,
+            floating_mask=floating_mask, reference_info=result.reference_info, floating_info=result.floating_info,
+            refined=True, timings=timings, quality=quality,
+        )
+
     @torch.no_grad()
     def __call__(  # type: ignore[override]
         self,
@@ -357,4 +417,5 @@ class JRSInferer(Inferer):
             reference.net[None].to(self.device), flt.net[None].to(self.device),
             reference_mask.net[None].to(self.device), network, timings,
         )
-        return self.to_full_resolution(outputs, floating, reference.info, flt.info, refined, timings)
+        result = self.to_full_resolution(outputs, floating, reference.info, flt.info, refined, timings)
+        return self.refine_full_resolution(result, reference.full, reference_mask.full, floating)

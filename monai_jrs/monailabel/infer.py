@@ -249,6 +249,7 @@ class JRSLungInferTask(BasicInferTask):
             "dice_reference_vs_registered_mask": float(compute_dice_score(registered_mask, mask_net[None])[0]),
             "lung_fraction": float(mask.mean()),
             "shape": list(mask.shape),
+            "quality": dict(result.quality),
             "register_s": round(time.perf_counter() - t, 4),
         }
         return data

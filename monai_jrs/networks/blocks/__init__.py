@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from .dense_refinement import DenseRefinement, DenseRefinementStats, carry_mask_to_floating, mind_ssc
 from .displacement import bound_displacement, compose_affine_and_local, integrate_velocity, rescale_affine
 from .global_alignment import AffineRefinementNet, GlobalAlignment, chest_window
 from .refinement import InstanceOptimization, local_ncc_map
@@ -20,16 +21,20 @@ from .segmentation import FeatureFusionSegmentation, LearnedFeatureSegmentation,
 
 __all__ = [
     "AffineRefinementNet",
+    "DenseRefinement",
+    "DenseRefinementStats",
     "FeatureFusionSegmentation",
     "GlobalAlignment",
     "LearnedFeatureSegmentation",
     "ResidualBlock",
     "InstanceOptimization",
     "bound_displacement",
+    "carry_mask_to_floating",
     "chest_window",
     "compose_affine_and_local",
     "integrate_velocity",
     "local_ncc_map",
+    "mind_ssc",
     "otsu_threshold",
     "rescale_affine",
 ]

@@ -131,11 +131,14 @@ class SaveRegistrationOutputs(Transform):
     Args:
         output_dir: output root.
         overwrite: replace existing outputs.
+        refine: optional full-resolution refinement run before writing, as ``monai-jrs register`` does by default
+            (:class:`~monai_jrs.networks.blocks.DenseRefinement`; stage 5 of :class:`~monai_jrs.inferers.JRSInferer`).
     """
 
-    def __init__(self, output_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    def __init__(self, output_dir: str | os.PathLike, overwrite: bool = False, refine: Any | None = None) -> None:
         self.output_dir = Path(output_dir)
         self.overwrite = bool(overwrite)
+        self.refine = refine
 
     def __call__(
         self,
@@ -170,9 +173,9 @@ class SaveRegistrationOutputs(Transform):
         flt_path = Path(str(flt_meta.get("filename_or_obj") or flt_meta.get("filename")))
         ref_info = GridInfo.from_dict(reference_info)
         flt_img = _plain(floating)
-        result = JRSInferer(ref_info.network_shape).to_full_resolution(
-            stacked_to_dict(pred[None].float()), flt_img, ref_info, floating_info
-        )
+        inferer = JRSInferer(ref_info.network_shape, dense=self.refine)
+        result = inferer.to_full_resolution(stacked_to_dict(pred[None].float()), flt_img, ref_info, floating_info)
+        result = inferer.refine_full_resolution(result, _plain(reference), _plain(reference_mask), flt_img)
         return save_registration_result(
             result, flt_path, self.output_dir / image_stem(flt_path), _plain(reference), _plain(reference_mask),
             ref_meta, flt_img, flt_meta, overwrite=self.overwrite,

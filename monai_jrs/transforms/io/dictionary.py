@@ -157,6 +157,7 @@ class SaveRegistrationOutputsd(MapTransform):
         reference_key, reference_mask_key, floating_key: keys of the network-grid images.
         full_postfix: postfix of the full-resolution copies.
         overwrite: replace existing outputs.
+        refine: optional full-resolution refinement (see :class:`SaveRegistrationOutputs`).
         allow_missing_keys: skip items without ``keys``.
     """
 
@@ -169,10 +170,11 @@ class SaveRegistrationOutputsd(MapTransform):
         floating_key: str = "floating",
         full_postfix: str = "_full",
         overwrite: bool = False,
+        refine: Any | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.saver = SaveRegistrationOutputs(output_dir, overwrite=overwrite)
+        self.saver = SaveRegistrationOutputs(output_dir, overwrite=overwrite, refine=refine)
         self.output_dir, self.overwrite = self.saver.output_dir, self.saver.overwrite
         self.reference_key, self.reference_mask_key, self.floating_key = reference_key, reference_mask_key, floating_key
         self.full_postfix = full_postfix
