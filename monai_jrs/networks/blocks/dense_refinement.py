@@ -85,7 +85,8 @@ def mind_ssc(image: torch.Tensor, radius: int = 1, dilation: int = 2, eps: float
     d, r = int(dilation), int(radius)
     h, w = image.shape[2:]
     padded = F.pad(image, (d, d, d, d), mode="replicate")
-    shifted = torch.cat([padded[..., d + dr:d + dr + h, d + dc:d + dc + w] for dr, dc in _NEIGHBOURS], dim=1)
+    shifted = torch.cat([padded[..., d + dr * d:d + dr * d + h, d + dc * d:d + dc * d + w]
+                         for dr, dc in _NEIGHBOURS], dim=1)
     a = torch.tensor([i for i, _ in _PAIRS], device=image.device)
     b = torch.tensor([j for _, j in _PAIRS], device=image.device)
     dist = (shifted.index_select(1, a) - shifted.index_select(1, b)).pow(2)
@@ -238,6 +239,9 @@ class DenseRefinement(nn.Module):
                 "reference (B, 1, H, W), floating (B, 1, Hf, Wf) and reference_mask (B, 1, H, W) must agree; got "
                 f"{tuple(reference.shape)}, {tuple(floating.shape)}, {tuple(reference_mask.shape)}."
             )
+        for name, t in (("reference", reference), ("floating", floating), ("ddf", ddf)):
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"`{name}` must be finite everywhere, got NaN or infinite values.")
         dtype, device = ddf.dtype, ddf.device
         ref, flt = reference.detach().float().mean(1, keepdim=True), floating.detach().float().mean(1, keepdim=True)
         (hr, wr), (hf, wf) = ref.shape[2:], flt.shape[2:]
@@ -248,8 +252,10 @@ class DenseRefinement(nn.Module):
         q = (p + ddf.detach().float()).flip(1).permute(0, 2, 3, 1)  # (B, H, W, 2) floating pixels, (x, y)
         xn_full = _normalised_grid(hr, wr, device)
         dn_full = (2.0 * q + 1.0) / flt_size - 1.0 - xn_full
-        window_full = chest_window(reference_mask.detach().float(), self.mask_margin)
         base_scale = min(1.0, self.max_size / max(hr, wr))
+        # the thorax window, dilated on a small grid (a wide max-pool at full resolution costs tens of ms)
+        coarse = (max(8, round(hr * base_scale / self.levels[0])), max(8, round(wr * base_scale / self.levels[0])))
+        window_full = chest_window(_resample(reference_mask.detach().float(), coarse), self.mask_margin)
 
         affine = torch.zeros(bsz, 2, 3, device=device, requires_grad=True)
         gen = torch.Generator(device=device).manual_seed(self.seed)
@@ -297,7 +303,7 @@ class DenseRefinement(nn.Module):
         assert ctrl is not None
         with torch.no_grad():  # composition: q(p) = initial(p + correction(p))
             pn = xn_full + _affine_field(affine, xn_full) + _control_field(ctrl, xn_full)
-            qn = pn + _sample(dn_full.permute(0, 3, 1, 2), pn).permute(0, 2, 3, 1)
+            qn = pn + _sample_extrapolated(dn_full.permute(0, 3, 1, 2), pn).permute(0, 2, 3, 1)
             q = ((qn + 1.0) * flt_size - 1.0) / 2.0
             out = q.permute(0, 3, 1, 2).flip(1) - p
         stats.low_quality = [v < self.min_ncc for v in stats.ncc_chest]
@@ -416,9 +422,19 @@ def _normalised_grid(h: int, w: int, device: torch.device | None) -> torch.Tenso
     return torch.stack((gx, gy), dim=-1)[None]
 
 
-def _sample(x: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Bilinear samples of ``x`` ``(B, C, h, w)`` at normalised ``(x, y)`` points ``(B, H, W, 2)`` (border padding)."""
-    return F.grid_sample(x, points, mode="bilinear", padding_mode="border", align_corners=False)
+def _sample_extrapolated(x: torch.Tensor, points: torch.Tensor, margin: float = 0.125) -> torch.Tensor:
+    """Bilinear samples of a smooth field ``x`` ``(B, C, h, w)`` at normalised ``(x, y)`` points ``(B, H, W, 2)``.
+
+    Points up to ``margin`` of the size outside the grid get a linear extrapolation (``2 x_edge - x_mirror``, exact
+    for an affine field), not the border value: a corrected point that leaves the image near its border would
+    otherwise see the initial field jump from its affine trend to a constant (a fold along the border).
+    """
+    h, w = x.shape[2:]
+    m_r, m_c = min(h - 1, max(1, round(margin * h))), min(w - 1, max(1, round(margin * w)))
+    pad = (m_c, m_c, m_r, m_r)
+    ext = 2.0 * F.pad(x, pad, mode="replicate") - F.pad(x, pad, mode="reflect")
+    scale = torch.tensor([w / (w + 2 * m_c), h / (h + 2 * m_r)], device=x.device, dtype=x.dtype)
+    return F.grid_sample(ext, points * scale, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _resample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
