@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="refine each field at full resolution over the whole image (affine + dense, "
                           "monai_jrs.networks.blocks.DenseRefinement; the default). --no-refine: the network alone, "
                           "faster and less accurate (docs/evaluation.md, real radiographs)")
+    reg.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
+                     help="write overlay.png, a preview with the lung contours (--no-overlay: faster)")
     reg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     reg.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -63,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = register(
             args.reference, args.reference_mask, args.floating, args.output, bundle_dir=args.bundle,
             device=args.device, size=args.size, overwrite=args.overwrite, progress=not args.no_progress,
-            refine=args.refine,
+            refine=args.refine, overlay=args.overlay,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -129,17 +129,27 @@ class TestRegisterCLI(unittest.TestCase):
         return ddf_t, (ddf_t - true)[lungs].view(2, -1).norm(dim=0)
 
     def test_refine_lowers_the_error(self):
+        """The default (full-resolution dense refinement) against --no-refine (the network alone); --no-overlay."""
         args = ["--reference", str(self.inputs / "ref.png"), "--reference-mask", str(self.inputs / "ref_mask.png"),
                 "--floating", str(self.inputs / "flt.png")]
         plain, refined = Path(self.tmp.name) / "out_plain", Path(self.tmp.name) / "out_refined"
-        for out, extra in ((plain, []), (refined, ["--refine"])):
+        for out, extra in ((plain, ["--no-refine", "--no-overlay"]), (refined, [])):
             proc = _cli(*args, "--output", str(out), *extra)
             self.assertEqual(proc.returncode, 0, proc.stderr)
         err_plain, err_refined = self._lung_tre(plain / "flt")[1].mean(), self._lung_tre(refined / "flt")[1].mean()
         self.assertLess(float(err_refined), float(err_plain), f"{err_refined:.3f} vs {err_plain:.3f} px")
+        self.assertLess(float(err_refined), 1.0)
         metrics = json.loads((refined / "flt" / "metrics.json").read_text())
-        self.assertGreater(metrics["timings_s"]["refine_s"], 0.0)
-        self.assertNotIn("refine_s", json.loads((plain / "flt" / "metrics.json").read_text())["timings_s"])
+        plain_metrics = json.loads((plain / "flt" / "metrics.json").read_text())
+        self.assertGreater(metrics["timings_s"]["dense_s"], 0.0)
+        self.assertNotIn("dense_s", plain_metrics["timings_s"])
+        self.assertTrue(metrics["refined"])
+        self.assertFalse(plain_metrics["refined"])
+        self.assertGreater(metrics["quality"]["ncc_chest"], 0.8)
+        self.assertFalse(metrics["quality"]["low_quality"])
+        self.assertEqual(plain_metrics["quality"], {})
+        self.assertTrue((refined / "flt" / "overlay.png").is_file())
+        self.assertFalse((plain / "flt" / "overlay.png").exists())
         self.assertGreater(metrics["dice_reference_vs_registered_mask"], 0.95)  # the reference mask itself
         self.assertLess(metrics["folding_percent"], 0.5)
 

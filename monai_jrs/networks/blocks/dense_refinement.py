@@ -90,8 +90,10 @@ def mind_ssc(image: torch.Tensor, radius: int = 1, dilation: int = 2, eps: float
     a = torch.tensor([i for i, _ in _PAIRS], device=image.device)
     b = torch.tensor([j for _, j in _PAIRS], device=image.device)
     dist = (shifted.index_select(1, a) - shifted.index_select(1, b)).pow(2)
-    if r > 0:
-        dist = F.avg_pool2d(F.pad(dist, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
+    if r > 0:  # box filter as a depthwise convolution (faster than avg_pool2d on CPU)
+        k = 2 * r + 1
+        box = torch.full((dist.shape[1], 1, k, k), 1.0 / (k * k), device=dist.device, dtype=dist.dtype)
+        dist = F.conv2d(F.pad(dist, (r, r, r, r), mode="replicate"), box, groups=dist.shape[1])
     var = dist.mean(dim=1, keepdim=True)
     mean_var = var.mean(dim=(2, 3), keepdim=True)
     var = var.clamp(min=(mean_var * 1e-3).clamp_min(eps), max=mean_var * 1e3 + eps)
@@ -161,8 +163,8 @@ class DenseRefinement(nn.Module):
         self,
         max_size: int = 512,
         levels: Sequence[int] = (4, 2, 1),
-        affine_iterations: Sequence[int] = (40, 20),
-        iterations: Sequence[int] = (40, 30, 15),
+        affine_iterations: Sequence[int] = (30, 10),
+        iterations: Sequence[int] = (30, 20, 10),
         control_spacing: int = 8,
         learning_rate: float = 0.5,
         affine_learning_rate: float = 0.5,
@@ -175,6 +177,7 @@ class DenseRefinement(nn.Module):
         regularization: str = "bending",
         samples: int = 16384,
         seed: int = 0,
+        start: str = "affine",
     ) -> None:
         super().__init__()
         self.levels = [int(v) for v in levels]
@@ -203,6 +206,9 @@ class DenseRefinement(nn.Module):
             raise ValueError(f"`regularization` must be one of {tuple(_REGULARIZERS)}, got {regularization!r}.")
         self.regularization = regularization
         self.samples, self.seed = int(samples), int(seed)
+        if start not in ("field", "affine"):
+            raise ValueError(f"`start` must be 'field' or 'affine', got {start!r}.")
+        self.start = start
         self._penalty = _REGULARIZERS[regularization]
 
     def forward(
@@ -256,7 +262,10 @@ class DenseRefinement(nn.Module):
         # the thorax window, dilated on a small grid (a wide max-pool at full resolution costs tens of ms)
         coarse = (max(8, round(hr * base_scale / self.levels[0])), max(8, round(wr * base_scale / self.levels[0])))
         window_full = chest_window(_resample(reference_mask.detach().float(), coarse), self.mask_margin)
+        if self.start == "affine":
+            dn_full = _affine_fit(dn_full, xn_full, _resample(window_full, (hr, wr)) > 0.5)
 
+        self._range_ref, self._range_flt = _intensity_range(ref), _intensity_range(flt)
         affine = torch.zeros(bsz, 2, 3, device=device, requires_grad=True)
         gen = torch.Generator(device=device).manual_seed(self.seed)
         ctrl: torch.Tensor | None = None
@@ -335,8 +344,8 @@ class DenseRefinement(nn.Module):
 
     def _level(self, ref, flt, window_full, dn_full, size, fsize) -> dict[str, torch.Tensor]:
         """Features, weights and the floating image through the initial field, at one level, flattened."""
-        r = _normalise(_resample(ref, size))
-        f = _normalise(_resample(flt, fsize))
+        r = _normalise(_resample(ref, size), *self._range_ref)
+        f = _normalise(_resample(flt, fsize), *self._range_flt)
         fr = mind_ssc(r, self.mind_radius, self.mind_dilation)
         win = (_resample(window_full, size) > 0.5).float()
         xn = _normalised_grid(size[0], size[1], ref.device)
@@ -346,9 +355,15 @@ class DenseRefinement(nn.Module):
         moved = F.grid_sample(torch.cat([f, torch.ones_like(f)], 1), base, mode="bilinear", padding_mode="zeros",
                               align_corners=False)
         f, valid = moved[:, :1], (moved[:, 1:] > 0.999).float()
+        # descriptors that see the floating image's edge (its zero padding) or the reference's edge (replicate
+        # padding) describe the padding, not the anatomy: drop the band of the descriptor's footprint on both sides
+        k = self.mind_dilation + self.mind_radius
+        valid = _erode(valid, k)
+        ref_inner = torch.zeros_like(r)
+        ref_inner[..., k:-k, k:-k] = 1.0
         # the validity travels with the features: a match outside the floating image weighs 0
         ff = torch.cat([mind_ssc(f, self.mind_radius, self.mind_dilation) * valid, valid], dim=1)
-        weight = self.outside_weight + (1.0 - self.outside_weight) * win
+        weight = (self.outside_weight + (1.0 - self.outside_weight) * win) * ref_inner
         return {"fr": fr.flatten(2), "ff": ff, "weight": weight.flatten(2), "xn": xn.flatten(1, 2), "ref": r,
                 "flt": f, "win": win * valid}
 
@@ -437,6 +452,30 @@ def _sample_extrapolated(x: torch.Tensor, points: torch.Tensor, margin: float = 
     return F.grid_sample(ext, points * scale, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+def _affine_fit(dn: torch.Tensor, xn: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Least-squares affine ``A x + b`` of a normalised displacement ``(B, H, W, 2)`` over ``region`` ``(B, 1, H, W)``.
+
+    Falls back to the whole image where ``region`` holds fewer than 3 pixels. Returns ``(B, H, W, 2)``.
+    """
+    b = dn.shape[0]
+    design = torch.cat([xn, torch.ones_like(xn[..., :1])], dim=-1).expand(b, -1, -1, -1).reshape(b, -1, 3)
+    w = region.reshape(b, -1, 1).float()
+    w = torch.where(w.sum(1, keepdim=True) >= 3, w, torch.ones_like(w))
+    lhs = design.transpose(1, 2) @ (design * w)
+    rhs = design.transpose(1, 2) @ (dn.reshape(b, -1, 2) * w)
+    coef = torch.linalg.solve(lhs.double(), rhs.double()).float()  # (B, 3, 2)
+    return (design @ coef).reshape(dn.shape)
+
+
+def _erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """Binary erosion of a ``(B, 1, h, w)`` {0, 1} mask by a square of ``radius``; outside the grid counts as 0."""
+    if radius <= 0:
+        return mask
+    k = 2 * radius + 1  # separable: two thin max-pools cost 2k, not k^2, per pixel
+    out = F.max_pool2d(F.pad(1.0 - mask, (radius,) * 4, value=1.0), (k, 1), stride=1)
+    return 1.0 - F.max_pool2d(out, (1, k), stride=1)
+
+
 def _resample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Anti-aliased bilinear resampling to ``size`` (``align_corners=False`` geometry)."""
     if tuple(x.shape[2:]) == tuple(size):
@@ -445,11 +484,16 @@ def _resample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(x, size=[int(size[0]), int(size[1])], mode="bilinear", align_corners=False, antialias=down)
 
 
-def _normalise(x: torch.Tensor) -> torch.Tensor:
-    """Each item scaled to [0, 1] by its 0.5 and 99.5 percentiles (robust to burnt-in text and dead pixels)."""
+def _intensity_range(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """0.5 and 99.5 percentiles of each item, ``(B, 1, 1, 1)`` each (robust to burnt-in text and dead pixels)."""
     flat = x.flatten(1)
-    lo = torch.quantile(flat[:, :: max(1, flat.shape[1] // 65536)], 0.005, dim=1).view(-1, 1, 1, 1)
-    hi = torch.quantile(flat[:, :: max(1, flat.shape[1] // 65536)], 0.995, dim=1).view(-1, 1, 1, 1)
+    q = torch.quantile(flat[:, :: max(1, flat.shape[1] // 65536)],
+                       torch.tensor([0.005, 0.995], device=x.device, dtype=x.dtype), dim=1)
+    return q[0].view(-1, 1, 1, 1), q[1].view(-1, 1, 1, 1)
+
+
+def _normalise(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """``x`` scaled to [0, 1] between ``lo`` and ``hi`` (clamped)."""
     return ((x - lo) / (hi - lo).clamp_min(1e-6)).clamp(0.0, 1.0)
 
 

@@ -156,7 +156,7 @@ class TestDenseRefinement(unittest.TestCase):
         ref, mask = _image()
         ddf, _ = DenseRefinement(**FAST).refine(ref, ref, mask, torch.zeros(1, 2, 96, 96))
         self.assertLess(ddf.abs().mean().item(), 0.05)
-        self.assertLess(ddf.abs().max().item(), 0.3)
+        self.assertLess(ddf.abs().max().item(), 0.4)
 
     def test_deterministic_with_sampling_and_dtype(self):
         ref, mask = _image()
