@@ -25,6 +25,7 @@ import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,11 +68,14 @@ class JRSMethod:
         use_seg_head: take the floating mask from the generator's segmentation of the registered image (carried back
             through the inverse field, as ``monai-jrs register`` does); otherwise carry the reference mask back
             (for JRS-NoSeg, whose segmentation head is untrained).
-        refine: optional test-time refinement ``refine(reference, floating, reference_mask, ddf) -> ddf``.
+        refine: optional test-time refinement ``refine(reference, floating, reference_mask, ddf) -> ddf`` on the
+            network grid (:class:`~monai_jrs.networks.blocks.InstanceOptimization`).
+        dense: optional full-resolution refinement (stage 5 of :class:`~monai_jrs.inferers.JRSInferer`,
+            :class:`~monai_jrs.networks.blocks.DenseRefinement`: the default mode of ``monai-jrs register``).
     """
 
     def __init__(self, weights: str | Path, name: str = "JRS-Net", use_seg_head: bool = True,
-                 refine: Callable[..., torch.Tensor] | None = None) -> None:
+                 refine: Callable[..., torch.Tensor] | None = None, dense: Any | None = None) -> None:
         from monai.bundle import ConfigParser
 
         parser = ConfigParser()
@@ -80,14 +84,15 @@ class JRSMethod:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         self.network.load_state_dict(state.get("model", state))
         self.network.eval()
-        self.name, self.use_seg_head, self.refine = name, use_seg_head, refine
+        self.name, self.use_seg_head, self.refine, self.dense = name, use_seg_head, refine, dense
         self._inferers: dict[tuple[int, int], inferers.JRSInferer] = {}
 
     def __call__(self, reference: torch.Tensor, floating: torch.Tensor, reference_mask: torch.Tensor) -> Result:
         shape = tuple(reference.shape[2:])
         if shape not in self._inferers:  # the pairs are on the network grid already: the inferer resizes nothing
             self._inferers[shape] = inferers.JRSInferer(
-                shape, refine=self.refine, mask_source="segmentation" if self.use_seg_head else "reference"
+                shape, refine=self.refine, mask_source="segmentation" if self.use_seg_head else "reference",
+                dense=self.dense,
             )
         result = self._inferers[shape](reference[0], reference_mask[0], floating[0], self.network)
         return {"ddf": result.ddf, "floating_mask": result.floating_mask}

@@ -311,6 +311,7 @@ class JRSInferer(Inferer):
         floating_info: GridInfo | Mapping[str, Any],
         refined: bool = False,
         timings: dict[str, float] | None = None,
+        field_only: bool = False,
     ) -> JRSResult:
         """Map the named network-grid outputs of one pair to full resolution.
 
@@ -320,6 +321,8 @@ class JRSInferer(Inferer):
             reference_info, floating_info: the :class:`GridInfo` of each resize.
             refined: whether ``outputs`` come from a refinement.
             timings: stage timings, completed with ``resample_s``.
+            field_only: map only the field (the registered image and masks are left empty, ``(1, 1, 0, 0)``):
+                for a :meth:`refine_full_resolution` that recomputes them.
         """
         timings = timings if timings is not None else {}
         t = time.perf_counter()
@@ -327,6 +330,11 @@ class JRSInferer(Inferer):
         outputs = {k: v.detach().cpu().float() for k, v in outputs.items()}
         ddf_net, prob_net = outputs[JRSKeys.DDF.value], outputs[JRSKeys.REGISTERED_MASK_PROB.value]
         ddf = full_resolution_ddf(ddf_net, ref_info, flt_info)
+        if field_only:
+            empty = torch.zeros(1, 1, 0, 0)
+            timings["resample_s"] = time.perf_counter() - t
+            return JRSResult(network=outputs, ddf=ddf, registered=empty, registered_mask=empty, floating_mask=empty,
+                             reference_info=ref_info, floating_info=flt_info, refined=refined, timings=timings)
         registered = _sample_image(floating_full.float().cpu()[None], identity_grid(list(ref_info.original_shape)) + ddf)
         registered_mask = _lungs(restore_to_original(prob_net, ref_info) > 0.5, self.num_components)
         # the registered mask carried back onto the floating image's network grid through the inverse field
@@ -375,7 +383,8 @@ class JRSInferer(Inferer):
         ddf = ddf.detach()
         registered = _sample_image(flt, identity_grid(list(ddf.shape[2:])) + ddf)
         registered_mask = _lungs(mask > 0.5, self.num_components)
-        floating_mask = _lungs(carry_mask_to_floating(registered_mask, ddf, flt.shape[2:]) > 0.5, self.num_components)
+        floating_mask = _lungs(carry_mask_to_floating(registered_mask, ddf, flt.shape[2:], max_size=256) > 0.5,
+                               self.num_components)
         timings = {**result.timings, "dense_s": time.perf_counter() - t}
         quality = {"ncc_chest": stats.ncc_chest[0], "ssd_before": stats.ssd_before[0],
                    "ssd_after": stats.ssd_after[0], "low_quality": bool(stats.low_quality[0]),
@@ -417,5 +426,6 @@ class JRSInferer(Inferer):
             reference.net[None].to(self.device), flt.net[None].to(self.device),
             reference_mask.net[None].to(self.device), network, timings,
         )
-        result = self.to_full_resolution(outputs, floating, reference.info, flt.info, refined, timings)
+        result = self.to_full_resolution(outputs, floating, reference.info, flt.info, refined, timings,
+                                         field_only=self.dense is not None)
         return self.refine_full_resolution(result, reference.full, reference_mask.full, floating)

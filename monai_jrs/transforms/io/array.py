@@ -174,7 +174,8 @@ class SaveRegistrationOutputs(Transform):
         ref_info = GridInfo.from_dict(reference_info)
         flt_img = _plain(floating)
         inferer = JRSInferer(ref_info.network_shape, dense=self.refine)
-        result = inferer.to_full_resolution(stacked_to_dict(pred[None].float()), flt_img, ref_info, floating_info)
+        result = inferer.to_full_resolution(stacked_to_dict(pred[None].float()), flt_img, ref_info, floating_info,
+                                            field_only=self.refine is not None)
         result = inferer.refine_full_resolution(result, _plain(reference), _plain(reference_mask), flt_img)
         return save_registration_result(
             result, flt_path, self.output_dir / image_stem(flt_path), _plain(reference), _plain(reference_mask),
