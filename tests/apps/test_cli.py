@@ -237,6 +237,19 @@ class TestRegisterCLI(unittest.TestCase):
             self.assertIn("inside the input folder", proc.stderr)
         self.assertFalse(out.exists())
 
+    def test_not_a_chest_is_flagged_in_metrics(self):
+        """A floating image that is not the reference's chest (noise) is registered but flagged low quality."""
+        noise = (np.random.default_rng(0).random((300, 260)) * 65535).astype(np.uint16)
+        path = Path(self.tmp.name) / "noise.png"
+        Image.fromarray(noise).save(path)
+        out = Path(self.tmp.name) / "out_noise"
+        with self.assertLogs("monai_jrs.networks.blocks.dense_refinement", level="WARNING"):
+            metrics = JRSRegistrar(overlay=False).register(self.inputs / "ref.png", self.inputs / "ref_mask.png",
+                                                           [path], out, progress=False)[0]
+        self.assertTrue(metrics["quality"]["low_quality"])
+        self.assertLess(metrics["quality"]["ncc_chest"], 0.5)
+        self.assertTrue(json.loads((out / "noise" / "metrics.json").read_text())["quality"]["low_quality"])
+
     def test_python_api_and_console_script(self):
         registrar = JRSRegistrar()
         out = Path(self.tmp.name) / "out_api"
