@@ -75,6 +75,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                        help="the default full-resolution dense refinement (--no-refine: the network alone)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     try:
@@ -83,7 +85,7 @@ def main() -> None:
     except MissingDependencyError as e:
         has_elastix = False
         print(f"no elastix column: {e}")
-    registrar = JRSRegistrar()
+    registrar = JRSRegistrar(refine=args.refine)
     rows = []
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
