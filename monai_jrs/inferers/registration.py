@@ -34,6 +34,7 @@ The result is a :class:`JRSResult` of named tensors; nothing downstream reads ch
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ class JRSResult:
             mask is the reference mask carried back through the refined field).
         timings: seconds per stage (``network_s``, ``refine_s``, ``resample_s``, ``dense_s``).
         quality: what the dense refinement measured (``ncc_chest``, ``ssd_before``, ``ssd_after``, ``low_quality``,
-            ``affine``), empty without it.
+            ``affine_correction``), empty without it.
     """
 
     network: dict[str, torch.Tensor]
@@ -389,11 +390,8 @@ class JRSInferer(Inferer):
         quality = {"ncc_chest": stats.ncc_chest[0], "ssd_before": stats.ssd_before[0],
                    "ssd_after": stats.ssd_after[0], "low_quality": bool(stats.low_quality[0]),
                    "affine_correction": stats.affine[0]}
-        return JRSResult(
-            network=result.network, ddf=ddf, registered=registered, registered_mask=registered_mask,
-            floating_mask=floating_mask, reference_info=result.reference_info, floating_info=result.floating_info,
-            refined=True, timings=timings, quality=quality,
-        )
+        return dataclasses.replace(result, ddf=ddf, registered=registered, registered_mask=registered_mask,
+                                   floating_mask=floating_mask, refined=True, timings=timings, quality=quality)
 
     @torch.no_grad()
     def __call__(  # type: ignore[override]

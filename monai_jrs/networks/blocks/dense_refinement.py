@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...utils.conventions import check_ddf, check_image, identity_grid
-from .global_alignment import chest_window
+from .global_alignment import chest_window, square_dilation
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,8 @@ class DenseRefinementStats:
     """What one refinement did, per batch item.
 
     Attributes:
-        ssd_before: feature SSD (weighted mean over the image) with the input field, at the finest level.
+        ssd_before: feature SSD (weighted mean over the image) with the starting field (the input field, or its
+            affine fit with ``start="affine"``), at the finest level.
         ssd_after: the same with the refined field.
         ncc_chest: normalised cross-correlation of the reference and the registered image inside the chest window
             at the finest level: about 0.9 for a registered follow-up, low for an image that is not the same chest.
@@ -253,11 +254,8 @@ class DenseRefinement(nn.Module):
         (hr, wr), (hf, wf) = ref.shape[2:], flt.shape[2:]
         bsz = ref.shape[0]
         flt_size = torch.tensor([wf, hf], dtype=torch.float32, device=device)  # (x, y) order of grid_sample
-        # the field as floating normalised positions (align_corners=False) minus reference normalised positions
-        p = identity_grid([hr, wr], device=device)
-        q = (p + ddf.detach().float()).flip(1).permute(0, 2, 3, 1)  # (B, H, W, 2) floating pixels, (x, y)
         xn_full = _normalised_grid(hr, wr, device)
-        dn_full = (2.0 * q + 1.0) / flt_size - 1.0 - xn_full
+        dn_full = _normalised_displacement(ddf.detach(), (hf, wf))
         base_scale = min(1.0, self.max_size / max(hr, wr))
         # the thorax window, dilated on a small grid (a wide max-pool at full resolution costs tens of ms)
         coarse = (max(8, round(hr * base_scale / self.levels[0])), max(8, round(wr * base_scale / self.levels[0])))
@@ -265,7 +263,7 @@ class DenseRefinement(nn.Module):
         if self.start == "affine":
             dn_full = _affine_fit(dn_full, xn_full, _resample(window_full, (hr, wr)) > 0.5)
 
-        self._range_ref, self._range_flt = _intensity_range(ref), _intensity_range(flt)
+        ranges = (_intensity_range(ref), _intensity_range(flt))
         affine = torch.zeros(bsz, 2, 3, device=device, requires_grad=True)
         gen = torch.Generator(device=device).manual_seed(self.seed)
         ctrl: torch.Tensor | None = None
@@ -275,7 +273,7 @@ class DenseRefinement(nn.Module):
             size = (max(8, round(hr * base_scale / factor)), max(8, round(wr * base_scale / factor)))
             fsize = (max(8, round(hf * base_scale / factor)), max(8, round(wf * base_scale / factor)))
             stats.levels.append(size)
-            level = self._level(ref, flt, window_full, dn_full, size, fsize)
+            level = self._level(ref, flt, ranges, window_full, dn_full, size, fsize)
             cells = self._cells(hr, wr, base_scale, li)
             if ctrl is None:
                 ctrl = torch.zeros(bsz, 2, cells[0] + 1, cells[1] + 1, device=device)
@@ -286,7 +284,7 @@ class DenseRefinement(nn.Module):
             px = torch.tensor([2.0 / size[1], 2.0 / size[0]], device=device)  # one level pixel, normalised (x, y)
             if li == n_levels - 1:
                 with torch.no_grad():
-                    stats.ssd_before = self._data(level, affine.detach() * 0, ctrl.detach() * 0)[1].tolist()
+                    stats.ssd_before = self._data(level, torch.zeros_like(affine), None)[1].tolist()
             if li < len(self.affine_iterations) and self.affine_iterations[li] > 0:
                 opt = torch.optim.Adam([affine], lr=self.affine_learning_rate * float(px.mean()))
                 for _ in range(self.affine_iterations[li]):
@@ -314,7 +312,7 @@ class DenseRefinement(nn.Module):
             pn = xn_full + _affine_field(affine, xn_full) + _control_field(ctrl, xn_full)
             qn = pn + _sample_extrapolated(dn_full.permute(0, 3, 1, 2), pn).permute(0, 2, 3, 1)
             q = ((qn + 1.0) * flt_size - 1.0) / 2.0
-            out = q.permute(0, 3, 1, 2).flip(1) - p
+            out = q.permute(0, 3, 1, 2).flip(1) - identity_grid([hr, wr], device=device)
         stats.low_quality = [v < self.min_ncc for v in stats.ncc_chest]
         stats.affine = affine.detach().tolist()
         if any(stats.low_quality):
@@ -342,10 +340,10 @@ class DenseRefinement(nn.Module):
             cells.append(coarse * 2**level_index)
         return cells[0], cells[1]
 
-    def _level(self, ref, flt, window_full, dn_full, size, fsize) -> dict[str, torch.Tensor]:
+    def _level(self, ref, flt, ranges, window_full, dn_full, size, fsize) -> dict[str, torch.Tensor]:
         """Features, weights and the floating image through the initial field, at one level, flattened."""
-        r = _normalise(_resample(ref, size), *self._range_ref)
-        f = _normalise(_resample(flt, fsize), *self._range_flt)
+        r = _normalise(_resample(ref, size), *ranges[0])
+        f = _normalise(_resample(flt, fsize), *ranges[1])
         fr = mind_ssc(r, self.mind_radius, self.mind_dilation)
         win = (_resample(window_full, size) > 0.5).float()
         xn = _normalised_grid(size[0], size[1], ref.device)
@@ -410,10 +408,7 @@ def carry_mask_to_floating(
 
     (hr, wr), (hf, wf) = ddf.shape[2:], (int(floating_shape[0]), int(floating_shape[1]))
     device = ddf.device
-    p = identity_grid([hr, wr], device=device)
-    q = (p + ddf.float()).flip(1).permute(0, 2, 3, 1)
-    flt_size = torch.tensor([wf, hf], dtype=torch.float32, device=device)
-    dn = (2.0 * q + 1.0) / flt_size - 1.0 - _normalised_grid(hr, wr, device)  # (B, H, W, 2) normalised displacement
+    dn = _normalised_displacement(ddf, (hf, wf))
     n = (min(max_size, hr), min(max_size, wr))
     # nodes spanning the normalised square corner to corner (align_corners=True numbering of the inversion grid)
     nodes = torch.stack(torch.meshgrid(torch.linspace(-1, 1, n[0], device=device),
@@ -427,6 +422,18 @@ def carry_mask_to_floating(
     e = F.grid_sample(inv_n, yn, mode="bilinear", padding_mode="border", align_corners=True)
     return F.grid_sample(mask.float(), yn + e.permute(0, 2, 3, 1), mode="bilinear", padding_mode="zeros",
                          align_corners=False)
+
+
+def _normalised_displacement(ddf: torch.Tensor, floating_shape: Sequence[int]) -> torch.Tensor:
+    """A pixel DDF ``(B, 2, H, W)`` as floating minus reference normalised positions, ``(B, H, W, 2)`` in ``(x, y)``.
+
+    Both images in ``align_corners=False`` coordinates: resolution-free, so any level of either image is sampled at
+    the same points.
+    """
+    hr, wr = ddf.shape[2:]
+    flt_size = torch.tensor([floating_shape[1], floating_shape[0]], dtype=torch.float32, device=ddf.device)
+    q = (identity_grid([hr, wr], device=ddf.device) + ddf.float()).flip(1).permute(0, 2, 3, 1)  # floating pixels
+    return (2.0 * q + 1.0) / flt_size - 1.0 - _normalised_grid(hr, wr, ddf.device)
 
 
 def _normalised_grid(h: int, w: int, device: torch.device | None) -> torch.Tensor:
@@ -469,11 +476,7 @@ def _affine_fit(dn: torch.Tensor, xn: torch.Tensor, region: torch.Tensor) -> tor
 
 def _erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Binary erosion of a ``(B, 1, h, w)`` {0, 1} mask by a square of ``radius``; outside the grid counts as 0."""
-    if radius <= 0:
-        return mask
-    k = 2 * radius + 1  # separable: two thin max-pools cost 2k, not k^2, per pixel
-    out = F.max_pool2d(F.pad(1.0 - mask, (radius,) * 4, value=1.0), (k, 1), stride=1)
-    return 1.0 - F.max_pool2d(out, (1, k), stride=1)
+    return 1.0 - square_dilation(1.0 - mask, radius, outside=1.0)
 
 
 def _resample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

@@ -92,6 +92,22 @@ class AffineRefinementNet(nn.Module):
         return eye + F.pad(delta, (0, 0, 0, 1))
 
 
+def square_dilation(mask: torch.Tensor, radius: int, outside: float = 0.0) -> torch.Tensor:
+    """Dilation of a ``(B, C, H, W)`` mask in [0, 1] by a ``(2 radius + 1)`` square, separable (two thin max-pools).
+
+    Args:
+        mask: the mask.
+        radius: half-width of the square in pixels (``<= 0``: the mask unchanged).
+        outside: value of the pixels beyond the grid (1 makes ``1 - square_dilation(1 - m, r, 1)`` an erosion in
+            which the outside counts as background).
+    """
+    if radius <= 0:
+        return mask
+    k = 2 * radius + 1
+    m = F.pad(mask, (radius,) * 4, value=float(outside))
+    return F.max_pool2d(F.max_pool2d(m, (k, 1), stride=1), (1, k), stride=1)
+
+
 def chest_window(
     mask: torch.Tensor, margin: float, shape: list[int] | None = None, min_radius: int = 0, fill_empty: bool = True
 ) -> torch.Tensor:
@@ -122,9 +138,7 @@ def chest_window(
         m = F.interpolate(m, size=size, mode="area")
     m = (m > 0.25).to(m.dtype)
     r = max(int(min_radius), int(round(float(margin) * max(size))))
-    if r > 0:  # square dilation, separable
-        m = F.max_pool2d(m, (2 * r + 1, 1), stride=1, padding=(r, 0))
-        m = F.max_pool2d(m, (1, 2 * r + 1), stride=1, padding=(0, r))
+    m = square_dilation(m, r)
     if not fill_empty:
         return m
     empty = m.flatten(1).sum(dim=1) == 0
