@@ -37,7 +37,7 @@ else:
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JRSTrainer", "JRSIterationEvents", "GeneratorOutput", "run_generator"]
+__all__ = ["JRSTrainer", "JRSIterationEvents", "GeneratorOutput", "run_generator", "run_generator_on_inputs"]
 
 
 class JRSIterationEvents(EventEnum):
@@ -48,6 +48,9 @@ class JRSIterationEvents(EventEnum):
 
 
 GeneratorOutput = dict  # keys: JRSKeys.REGISTERED, REGISTERED_MASK_PROB, REGISTERED_MASK, DDF
+
+#: padding of the warp that gives the clean registered image with randomised inputs (as JRSGenerator's own warp)
+REGISTERED_PADDING_MODE = "border"
 
 
 def run_generator(
@@ -78,6 +81,50 @@ def run_generator(
         raise ValueError(f"a JRS generator must return its named outputs: {e}") from e
 
 
+def run_generator_on_inputs(
+    net: torch.nn.Module,
+    reference: torch.Tensor,
+    floating: torch.Tensor,
+    reference_mask: torch.Tensor,
+    reference_input: torch.Tensor | None = None,
+    floating_input: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Run a JRS generator on (appearance-randomised) inputs and warp the clean floating image with its DDF.
+
+    Without inputs (both None) this is :func:`run_generator` on the clean images.
+
+    Args:
+        net: generator, see :func:`run_generator`.
+        reference: ``(B, 1, H, W)`` clean reference image.
+        floating: ``(B, 1, H, W)`` clean floating image.
+        reference_mask: ``(B, 1, H, W)`` lung mask of the reference.
+        reference_input: ``(B, 1, H, W)`` image the network sees instead of ``reference``, or None (``reference``).
+        floating_input: ``(B, 1, H, W)`` image the network sees instead of ``floating``, or None (``floating``).
+
+    Returns:
+        the outputs of :func:`run_generator`, where ``registered`` is ``warp(floating, ddf)`` (border padding, as
+        :class:`~monai_jrs.networks.nets.JRSGenerator`) and ``registered_input`` the network's own warped input.
+
+    Raises:
+        ValueError: when an input does not have the shape of its clean image.
+    """
+    if reference_input is None and floating_input is None:
+        return run_generator(net, reference, floating, reference_mask)
+    for name, clean, given in (("reference", reference, reference_input), ("floating", floating, floating_input)):
+        if given is not None and given.shape != clean.shape:
+            raise ValueError(f"`{name}_input` must have the shape of `{name}` {tuple(clean.shape)}, "
+                             f"got {tuple(given.shape)}.")
+    out = run_generator(
+        net,
+        reference if reference_input is None else reference_input,
+        floating if floating_input is None else floating_input,
+        reference_mask,
+    )
+    out[JRSKeys.REGISTERED_INPUT] = out[JRSKeys.REGISTERED]
+    out[JRSKeys.REGISTERED] = warp(floating, out[JRSKeys.DDF], padding_mode=REGISTERED_PADDING_MODE)
+    return out
+
+
 class JRSTrainer(Trainer):
     """Joint registration and segmentation GAN trainer (Mahapatra et al., Eq. 6-7).
 
@@ -97,11 +144,29 @@ class JRSTrainer(Trainer):
     ``reverse_generator=None`` disables F and the cycle term; ``disc_reference=None`` disables the adversarial
     terms (the generator loss then receives ``None`` as discriminator output).
 
+    **Appearance-randomised inputs** (SynthMorph-style training, e.g. by
+    :class:`~monai_jrs.transforms.RandSynthAppearanced`): when the batch holds ``reference_input`` and/or
+    ``floating_input`` (``(B, 1, H, W)``, :attr:`JRSKeys.REFERENCE_INPUT` / :attr:`JRSKeys.FLOATING_INPUT`), the
+    generators run on them (a missing one is replaced by its clean image): ``G(reference_input, floating_input,
+    reference_mask)`` and ``F(floating_input, reference_input, floating_mask)``, while every loss, the warm-up loss
+    and the discriminators see the **clean** images: the registered image they score is the clean floating image
+    warped by the predicted DDF, ``warp(floating, ddf, padding_mode="border")`` (the warp
+    :class:`~monai_jrs.networks.nets.JRSGenerator` applies to its own input,
+    :func:`~monai_jrs.utils.conventions.warp`), and the references are the clean ones. The registered masks are the
+    generators' own (predicted on the reference grid of that same DDF), so they stay consistent with the clean
+    registered image; the floating mask carried from the reference mask (when the batch has none) uses G's DDF as
+    before. In the cycle, F and G get the randomised images too: ``F(floating_input, G's warped floating_input)`` and
+    ``G(reference_input, F's warped reference_input)``, and the cycle loss compares the clean images warped by the
+    composed fields with the clean ``floating`` / ``reference``. The generator's warped input is kept as
+    ``registered_input`` (:attr:`JRSKeys.REGISTERED_INPUT`) in the outputs. Without these keys nothing changes
+    (the iteration is the same computation as before they existed).
+
     Args:
         device: device to run on.
         max_epochs: number of epochs.
         train_data_loader: loader of dictionaries with ``reference``, ``floating``, ``reference_mask``
-            (``(B, 1, H, W)``) and optionally ``floating_mask`` and ``ddf_applied`` (``(B, 2, H, W)``).
+            (``(B, 1, H, W)``) and optionally ``floating_mask``, ``ddf_applied`` (``(B, 2, H, W)``),
+            ``reference_input`` and ``floating_input`` (appearance-randomised network inputs, see above).
         generator: G.
         g_optimizer: optimizer over the parameters of G (and F when given).
         generator_loss: callable ``(outputs: dict, d_output: Tensor | None) -> (total, terms)`` where ``outputs``
@@ -126,7 +191,8 @@ class JRSTrainer(Trainer):
 
     The iteration output (``engine.state.output``) holds ``loss`` (generator total), ``g_loss``, ``d_loss``,
     every named loss term as a float (for StatsHandler/TensorBoard), and the tensors of the last batch
-    (``reference``, ``floating``, ``registered``, masks, ``ddf``).
+    (``reference``, ``floating``, ``registered``, masks, ``ddf``; with randomised inputs also ``reference_input``,
+    ``floating_input`` and ``registered_input``).
     """
 
     def __init__(
@@ -246,6 +312,12 @@ class JRSTrainer(Trainer):
         ref, flt, ref_mask = batch[JRSKeys.REFERENCE], batch[JRSKeys.FLOATING], batch[JRSKeys.REFERENCE_MASK]
         flt_mask = batch.get(JRSKeys.FLOATING_MASK)
         ddf_applied = batch.get(JRSKeys.DDF_APPLIED)
+        # appearance-randomised network inputs (None: the clean images); the losses always see the clean images
+        ref_in, flt_in = batch.get(JRSKeys.REFERENCE_INPUT), batch.get(JRSKeys.FLOATING_INPUT)
+        with_inputs = ref_in is not None or flt_in is not None
+        if with_inputs:
+            ref_in = ref if ref_in is None else ref_in
+            flt_in = flt if flt_in is None else flt_in
         warming_up = engine.state.iteration <= engine.warmup_iterations
         use_f = engine.reverse_generator is not None and not warming_up
         use_d = engine.disc_reference is not None and not warming_up
@@ -254,7 +326,7 @@ class JRSTrainer(Trainer):
             net.train()
         terms: dict[str, float] = {}
         with engine._autocast():
-            g_out = run_generator(engine.generator, ref, flt, ref_mask)
+            g_out = run_generator_on_inputs(engine.generator, ref, flt, ref_mask, ref_in, flt_in)
             g_out.update({JRSKeys.REFERENCE: ref, JRSKeys.REFERENCE_MASK: ref_mask})
             if ddf_applied is not None:
                 g_out[JRSKeys.DDF_APPLIED] = ddf_applied
@@ -269,7 +341,7 @@ class JRSTrainer(Trainer):
             if use_f:
                 if flt_mask is None:  # no ground truth: carry the reference mask onto the floating grid
                     flt_mask = (warp(ref_mask, invert_ddf(g_out[JRSKeys.DDF].detach()), mode="bilinear") > 0.5).float()
-                f_out = run_generator(engine.reverse_generator, flt, ref, flt_mask)
+                f_out = run_generator_on_inputs(engine.reverse_generator, flt, ref, flt_mask, flt_in, ref_in)
                 f_out.update({JRSKeys.REFERENCE: flt, JRSKeys.REFERENCE_MASK: flt_mask})
                 d_fake_f = engine.disc_floating(f_out[JRSKeys.REGISTERED]) if engine.disc_floating is not None else None
                 f_total, f_terms = engine.generator_loss(f_out, d_fake_f)
@@ -277,8 +349,15 @@ class JRSTrainer(Trainer):
                 g_total = g_total + f_total
                 if engine.cycle_loss is not None:
                     # x -> G(x) -> F(G(x)) ~ x   and   y -> F(y) -> G(F(y)) ~ y
-                    fgx = run_generator(engine.reverse_generator, flt, g_out[JRSKeys.REGISTERED], flt_mask)
-                    gfy = run_generator(engine.generator, ref, f_out[JRSKeys.REGISTERED], ref_mask)
+                    # with randomised inputs the networks see G's / F's warped inputs, the loss the clean warps
+                    fgx = run_generator_on_inputs(
+                        engine.reverse_generator, flt, g_out[JRSKeys.REGISTERED], flt_mask,
+                        flt_in, g_out.get(JRSKeys.REGISTERED_INPUT),
+                    )
+                    gfy = run_generator_on_inputs(
+                        engine.generator, ref, f_out[JRSKeys.REGISTERED], ref_mask,
+                        ref_in, f_out.get(JRSKeys.REGISTERED_INPUT),
+                    )
                     cyc = engine.cycle_loss(fgx[JRSKeys.REGISTERED], flt, gfy[JRSKeys.REGISTERED], ref)
                     terms["cycle"] = float(cyc.detach())
                     g_total = g_total + cyc
@@ -317,6 +396,9 @@ class JRSTrainer(Trainer):
         output.update({k: v.detach() for k, v in g_out.items() if isinstance(v, torch.Tensor)})
         if flt_mask is not None:
             output[JRSKeys.FLOATING_MASK] = flt_mask
+        if with_inputs:
+            output[JRSKeys.REFERENCE_INPUT] = ref_in
+            output[JRSKeys.FLOATING_INPUT] = flt_in
         return output
 
 

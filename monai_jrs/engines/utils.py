@@ -22,10 +22,12 @@ from monai_jrs.utils.enums import JRSKeys
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["JRSPrepareBatch", "REQUIRED_KEYS", "OPTIONAL_KEYS"]
+__all__ = ["JRSPrepareBatch", "REQUIRED_KEYS", "OPTIONAL_KEYS", "INPUT_KEYS"]
 
 REQUIRED_KEYS: tuple[str, ...] = (JRSKeys.REFERENCE, JRSKeys.FLOATING, JRSKeys.REFERENCE_MASK)
 OPTIONAL_KEYS: tuple[str, ...] = (JRSKeys.FLOATING_MASK, JRSKeys.DDF_APPLIED)
+#: optional appearance-randomised network inputs (see :class:`~monai_jrs.engines.JRSTrainer`)
+INPUT_KEYS: tuple[str, ...] = (JRSKeys.REFERENCE_INPUT, JRSKeys.FLOATING_INPUT)
 
 
 class JRSPrepareBatch(PrepareBatch):
@@ -33,11 +35,14 @@ class JRSPrepareBatch(PrepareBatch):
 
     Required keys: ``reference``, ``floating``, ``reference_mask`` (each ``(B, 1, H, W)``).
     Optional keys: ``floating_mask`` ``(B, 1, H, W)`` and ``ddf_applied`` ``(B, 2, H, W)``; absent keys are
-    simply not in the result, and the losses that need them are skipped.
+    simply not in the result, and the losses that need them are skipped. Optional input keys: ``reference_input``
+    and ``floating_input`` ``(B, 1, H, W)``, appearance-randomised copies of the images that the trainer feeds to
+    the generators (:class:`~monai_jrs.transforms.RandSynthAppearanced`); like the optional keys, moved when present.
 
     Args:
         keys: required keys (defaults to :data:`REQUIRED_KEYS`).
         optional_keys: optional keys (defaults to :data:`OPTIONAL_KEYS`).
+        input_keys: optional network-input keys (defaults to :data:`INPUT_KEYS`).
 
     Raises:
         TypeError: ``batchdata`` is not a mapping, or one of its JRS values is not a tensor (``None`` is allowed
@@ -45,9 +50,15 @@ class JRSPrepareBatch(PrepareBatch):
         ValueError: a required key is missing.
     """
 
-    def __init__(self, keys: Sequence[str] = REQUIRED_KEYS, optional_keys: Sequence[str] = OPTIONAL_KEYS) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str] = REQUIRED_KEYS,
+        optional_keys: Sequence[str] = OPTIONAL_KEYS,
+        input_keys: Sequence[str] = INPUT_KEYS,
+    ) -> None:
         self.keys = tuple(str(k) for k in keys)
         self.optional_keys = tuple(str(k) for k in optional_keys)
+        self.input_keys = tuple(str(k) for k in input_keys if str(k) not in self.keys + self.optional_keys)
 
     def __call__(
         self, batchdata: Mapping[str, torch.Tensor], device: str | torch.device | None = None,
@@ -59,9 +70,9 @@ class JRSPrepareBatch(PrepareBatch):
         if missing:
             raise ValueError(f"batch is missing required keys {missing}; it has {sorted(batchdata)}.")
         out: dict[str, torch.Tensor] = {}
-        for k in self.keys + self.optional_keys:
+        for k in self.keys + self.optional_keys + self.input_keys:
             v = batchdata.get(k)
-            if v is None and k in self.optional_keys:
+            if v is None and k not in self.keys:
                 continue
             if not isinstance(v, torch.Tensor):
                 raise TypeError(f"batch[{k!r}] must be a torch.Tensor (collate first), got {type(v).__name__}.")

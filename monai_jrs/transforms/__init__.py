@@ -11,7 +11,8 @@
 """MONAI transforms of monai_jrs, each array transform with its dictionary twin (``...d``, ``...D``, ``...Dict``).
 
 - :mod:`~monai_jrs.transforms.spatial`: resizing to the network grid and mapping results back (:class:`GridInfo`).
-- :mod:`~monai_jrs.transforms.intensity`: robust normalisation and visit-to-visit appearance changes.
+- :mod:`~monai_jrs.transforms.intensity`: robust normalisation, visit-to-visit appearance changes and SynthMorph-style
+  appearance randomisation (:class:`RandSynthAppearance`).
 - :mod:`~monai_jrs.transforms.deformation`: synthetic deformations (paper / follow-up protocols).
 - :mod:`~monai_jrs.transforms.post`: post-processing of predicted masks.
 - :mod:`~monai_jrs.transforms.io`: loading radiographs and lung masks, writing registration results.
@@ -36,6 +37,7 @@ from .deformation import (
     sampling_field_from_transform,
 )
 from .intensity import (
+    SYNTH_APPEARANCE_PARTS,
     NormalizeXRay,
     NormalizeXRayd,
     NormalizeXRayD,
@@ -44,7 +46,19 @@ from .intensity import (
     RandFollowUpAppearanced,
     RandFollowUpAppearanceD,
     RandFollowUpAppearanceDict,
+    RandSynthAppearance,
+    RandSynthAppearanced,
+    RandSynthAppearanceD,
+    RandSynthAppearanceDict,
+    SynthAppearancePart,
+    apply_intensity_lut,
+    gaussian_mixture_lut,
+    monotonic_lut,
     normalize_intensity,
+    quantile_labels,
+    robust_rescale,
+    smooth_bias_field,
+    sorted_quantiles,
 )
 from .post import (
     KeepLargestComponents,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from monai.utils.enums import StrEnum
 
-__all__ = ["JRSKeys", "DeformationProtocol"]
+__all__ = ["JRSKeys", "DeformationProtocol", "SynthAppearancePart"]
 
 
 class JRSKeys(StrEnum):
@@ -27,12 +27,18 @@ class JRSKeys(StrEnum):
         FLOATING_MASK: lung mask of the floating image (ground truth when known, e.g. synthetic pairs).
         DDF_APPLIED: the applied deformation ``I_Def-App`` ``(2, H, W)`` (see :mod:`monai_jrs.utils.conventions`).
         PATIENT_ID, VISIT: identifiers from a datalist.
+        REFERENCE_INPUT, FLOATING_INPUT: optional appearance-randomised copies of the reference and floating images
+            (:class:`~monai_jrs.transforms.RandSynthAppearanced`); when a training batch holds them the generators
+            see these, while every loss and the discriminators use the clean images (see
+            :class:`~monai_jrs.engines.JRSTrainer`).
 
     Outputs:
         REGISTERED: floating image warped onto the reference grid ``I_trans``.
         REGISTERED_MASK_PROB: soft lung mask of the registered image, in [0, 1].
         REGISTERED_MASK: binary lung mask of the registered image.
         DDF: recovered deformation ``I_Def-Recv``.
+        REGISTERED_INPUT: the generator's own warped input when it ran on appearance-randomised inputs
+            (``warp(floating_input, ddf)``); ``REGISTERED`` is then the clean floating image warped by the same DDF.
     """
 
     REFERENCE = "reference"
@@ -42,10 +48,13 @@ class JRSKeys(StrEnum):
     DDF_APPLIED = "ddf_applied"
     PATIENT_ID = "patient_id"
     VISIT = "visit"
+    REFERENCE_INPUT = "reference_input"
+    FLOATING_INPUT = "floating_input"
     REGISTERED = "registered"
     REGISTERED_MASK_PROB = "registered_mask_prob"
     REGISTERED_MASK = "registered_mask"
     DDF = "ddf"
+    REGISTERED_INPUT = "registered_input"
 
 
 class DeformationProtocol(StrEnum):
@@ -58,3 +67,23 @@ class DeformationProtocol(StrEnum):
 
     PAPER = "paper"
     FOLLOWUP = "followup"
+
+
+class SynthAppearancePart(StrEnum):
+    """Parts of :class:`~monai_jrs.transforms.RandSynthAppearance` (SynthMorph-style appearance randomisation), in
+    the order they are applied.
+
+    MONOTONIC: random monotonic intensity map (piecewise-linear, optional polarity flip).
+    NONMONOTONIC: smooth random non-monotonic intensity map (sum of Gaussian bumps).
+    LABELS: synthetic image from intensity-quantile classes (and the lung mask), blended with the mapped image.
+    BIAS: smooth multiplicative bias field.
+    BLUR: Gaussian blur.
+    NOISE: additive Gaussian and signal-dependent (Poisson-like) noise.
+    """
+
+    MONOTONIC = "monotonic"
+    NONMONOTONIC = "nonmonotonic"
+    LABELS = "labels"
+    BIAS = "bias"
+    BLUR = "blur"
+    NOISE = "noise"

@@ -921,7 +921,9 @@ def test_train_dataset_is_the_jrs_dataset(dataset_dir, tmp_path):
     assert not _same(samples[:4], samples[4:])  # new pairs at each pass, so the comparison above can fail
     other = parsed(seed=1).get_parsed_content("train#dataset")
     assert not _same(_samples(other), samples)
-    assert set(samples[0]) == {"reference", "reference_mask", "floating", "floating_mask", "ddf_applied"}
+    # the clean images (losses) and their appearance-randomised copies (network inputs, RandSynthAppearanced)
+    assert set(samples[0]) == {"reference", "reference_mask", "floating", "floating_mask", "ddf_applied",
+                               "reference_input", "floating_input"}
 
 
 def test_verify_net_in_out():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import unittest
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,8 @@ from monai.data import DataLoader
 from parameterized import parameterized
 
 from tests.engines.synthetic import jrs_sample as _sample
-from monai_jrs.engines import JRSIterationEvents, JRSTrainer, run_generator
+from monai_jrs.engines import JRSIterationEvents, JRSPrepareBatch, JRSTrainer, run_generator
+from monai_jrs.engines.trainer import run_generator_on_inputs
 from monai_jrs.losses import CycleConsistencyLoss, DiscriminatorAdversarialLoss, JRSGeneratorLoss
 from monai_jrs.networks.nets import JRSDiscriminator, JRSGenerator
 from monai_jrs.utils.conventions import invert_ddf, warp
@@ -324,6 +326,175 @@ class TestJRSTrainerIteration(unittest.TestCase):
         self.assertIn("cycle", out)
         self.assertTrue(_params_changed(before, nets["generator"]))
         self.assertTrue(all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in _params(*nets.values())))
+
+
+def _with_inputs(batches: list[dict], seed: int = 1, clean: bool = False) -> list[dict]:
+    """``batches`` plus ``reference_input`` / ``floating_input``: a random monotonic remap (or copies of the clean
+    images with ``clean=True``)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for b in batches:
+        b = dict(b)
+        for key in ("reference", "floating"):
+            x = b[key]
+            remapped = (1.0 - x**2 + 0.05 * torch.rand(x.shape, generator=g)).clamp(0, 1)
+            b[f"{key}_input"] = x.clone() if clean else remapped
+        out.append(b)
+    return out
+
+
+class _Recorder:
+    """Forward (pre-)hooks recording what a module was called with."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.calls: list[tuple[torch.Tensor, ...]] = []
+        module.register_forward_pre_hook(lambda _, args: self.calls.append(tuple(a.detach().clone() for a in args)))
+
+
+def _loss_spy(loss: Callable) -> tuple[list[dict], Callable]:
+    """A generator loss that records (copies of) the outputs it scores."""
+    seen: list[dict] = []
+
+    def spy(outputs, d_output):
+        seen.append({k: v.detach().clone() for k, v in outputs.items() if isinstance(v, torch.Tensor)})
+        return loss(outputs, d_output)
+
+    return seen, spy
+
+
+class TestJRSTrainerAppearanceInputs(unittest.TestCase):
+    """``reference_input`` / ``floating_input``: the networks see them, the losses and the discriminators see the
+    clean images."""
+
+    def test_losses_and_discriminators_see_clean_images(self):
+        nets = _nets()
+        data = _with_inputs(_batches(1))
+        batch = data[0]
+        seen, spy = _loss_spy(JRSGeneratorLoss(vgg_weight=0.0, bending_weight=1.0))
+        g_calls, f_calls = _Recorder(nets["generator"]), _Recorder(nets["reverse_generator"])
+        d_ref_calls, d_flt_calls = _Recorder(nets["disc_reference"]), _Recorder(nets["disc_floating"])
+        trainer = _trainer(data, nets, generator_loss=spy)
+        trainer.run()
+        out = trainer.state.output
+        ref, flt = batch["reference"], batch["floating"]
+        ref_in, flt_in = batch["reference_input"], batch["floating_input"]
+        # the networks ran on the randomised inputs: G(ref_in, flt_in), F(flt_in, ref_in), then the cycle passes
+        self.assertEqual(len(g_calls.calls), 2)
+        self.assertEqual(len(f_calls.calls), 2)
+        torch.testing.assert_close(g_calls.calls[0][0], ref_in, rtol=0, atol=0)
+        torch.testing.assert_close(g_calls.calls[0][1], flt_in, rtol=0, atol=0)
+        torch.testing.assert_close(f_calls.calls[0][0], flt_in, rtol=0, atol=0)
+        torch.testing.assert_close(f_calls.calls[0][1], ref_in, rtol=0, atol=0)
+        # cycle: F(flt_in, G's warped flt_in) and G(ref_in, F's warped ref_in)
+        torch.testing.assert_close(f_calls.calls[1][0], flt_in, rtol=0, atol=0)
+        torch.testing.assert_close(f_calls.calls[1][1], out["registered_input"], rtol=0, atol=0)
+        torch.testing.assert_close(g_calls.calls[1][0], ref_in, rtol=0, atol=0)
+        # the loss path: clean reference, registered = the clean floating warped with the predicted DDF
+        self.assertEqual(len(seen), 2)  # G then F
+        g_seen, f_seen = seen
+        torch.testing.assert_close(g_seen["reference"], ref, rtol=0, atol=0)
+        torch.testing.assert_close(g_seen["registered"], warp(flt, g_seen["ddf"]), rtol=0, atol=0)
+        torch.testing.assert_close(g_seen["registered_input"], warp(flt_in, g_seen["ddf"]), rtol=1e-6, atol=1e-6)
+        self.assertFalse(torch.allclose(g_seen["registered"], g_seen["registered_input"]))
+        torch.testing.assert_close(f_seen["reference"], flt, rtol=0, atol=0)
+        torch.testing.assert_close(f_seen["registered"], warp(ref, f_seen["ddf"]), rtol=0, atol=0)
+        # the masks the loss scores are the generator's own, on the grid of the same DDF
+        torch.testing.assert_close(g_seen["registered_mask_prob"], out["registered_mask_prob"], rtol=0, atol=0)
+        # the engine output is what the loss saw
+        for k in ("registered", "registered_input", "ddf", "registered_mask", "reference", "floating"):
+            torch.testing.assert_close(out[k], g_seen.get(k, batch.get(k)), rtol=0, atol=0, msg=k)
+        torch.testing.assert_close(out["reference_input"], ref_in, rtol=0, atol=0)
+        torch.testing.assert_close(out["floating_input"], flt_in, rtol=0, atol=0)
+        # discriminators: clean real images and the clean registered images (the generator pass, then the D step)
+        for calls, real, fake in ((d_ref_calls, ref, g_seen["registered"]), (d_flt_calls, flt, f_seen["registered"])):
+            self.assertEqual(len(calls.calls), 3)
+            torch.testing.assert_close(calls.calls[0][0], fake, rtol=0, atol=0)
+            torch.testing.assert_close(calls.calls[1][0], real, rtol=0, atol=0)
+            torch.testing.assert_close(calls.calls[2][0], fake, rtol=0, atol=0)
+
+    def test_warmup_loss_sees_clean_registered(self):
+        data = _with_inputs(_batches(1))
+        outputs: list[dict] = []
+
+        def warmup_loss(o: dict) -> torch.Tensor:
+            outputs.append({k: v.detach().clone() for k, v in o.items()})
+            return F.mse_loss(o["registered"], o["reference"])
+
+        trainer = _trainer(data, _nets(), warmup_iterations=1, warmup_loss=warmup_loss)
+        trainer.run()
+        (o,) = outputs
+        torch.testing.assert_close(o["reference"], data[0]["reference"], rtol=0, atol=0)
+        torch.testing.assert_close(o["registered"], warp(data[0]["floating"], o["ddf"]), rtol=0, atol=0)
+
+    @parameterized.expand([("reference_only", "reference_input"), ("floating_only", "floating_input")])
+    def test_one_input_key(self, _, key):
+        data = _with_inputs(_batches(1))
+        other = "floating_input" if key == "reference_input" else "reference_input"
+        del data[0][other]
+        nets = _nets()
+        g_calls = _Recorder(nets["generator"])
+        trainer = _trainer(data, nets)
+        trainer.run()
+        ref_seen, flt_seen = g_calls.calls[0][:2]
+        expected_ref = data[0]["reference_input"] if key == "reference_input" else data[0]["reference"]
+        expected_flt = data[0]["floating_input"] if key == "floating_input" else data[0]["floating"]
+        torch.testing.assert_close(ref_seen, expected_ref, rtol=0, atol=0)
+        torch.testing.assert_close(flt_seen, expected_flt, rtol=0, atol=0)
+        out = trainer.state.output
+        torch.testing.assert_close(out["registered"], warp(data[0]["floating"], out["ddf"]), rtol=0, atol=0)
+
+    def test_clean_copies_equal_no_inputs(self):
+        """Inputs equal to the clean images train as no inputs: the clean warp is the generator's own warp, so the
+        forward pass is bit-identical; the gradients only differ by float rounding (in the cycle the warped image
+        is one tensor without inputs, two equal ones with them; SGD, as Adam would blow up the rounding of the
+        near-zero gradients, e.g. of a convolution bias followed by BatchNorm)."""
+        results = []
+        for data in (_batches(2), _with_inputs(_batches(2), clean=True)):
+            nets = _nets()
+            trainer = _trainer(data, nets, optimizer="sgd", lr=0.1, warmup_iterations=1)
+            outputs = _record_outputs(trainer)
+            trainer.run()
+            results.append((nets, outputs))
+        (nets_a, out_a), (nets_b, out_b) = results
+        for name in nets_a:
+            for (k, a), b in zip(nets_a[name].state_dict().items(), nets_b[name].state_dict().values()):
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"{name}.{k}")
+        self.assertEqual(out_a[0]["warmup_mse"], out_b[0]["warmup_mse"])  # same step, same forward
+        torch.testing.assert_close(out_a[0]["registered"], out_b[0]["registered"], rtol=0, atol=0)
+        for k in ("g_loss", "d_loss", "cycle", "g_nmi", "f_nmi"):
+            self.assertAlmostEqual(out_a[1][k], out_b[1][k], places=4, msg=k)
+        self.assertNotIn("registered_input", out_a[-1])
+        self.assertNotIn("reference_input", out_a[-1])
+        self.assertIn("registered_input", out_b[-1])
+
+    def test_without_inputs_unchanged(self):
+        """No input keys: the warm-up loss is that of run_generator on the clean images (the code path before)."""
+        nets = _nets()
+        expected_net = _nets()["generator"].train()  # same seed: same initial weights
+        data = _batches(1)
+        trainer = _trainer(data, nets, warmup_iterations=1)
+        trainer.run()
+        b = data[0]
+        with torch.no_grad():
+            o = run_generator(expected_net, b["reference"], b["floating"], b["reference_mask"])
+        expected = F.mse_loss(o["registered"], b["reference"]) + F.mse_loss(o["ddf"], b["ddf_applied"]) / 4.0**2
+        self.assertEqual(trainer.state.output["warmup_mse"], float(expected))
+        self.assertNotIn("registered_input", trainer.state.output)
+
+    def test_prepare_batch_moves_inputs(self):
+        batch = _with_inputs(_batches(1))[0]
+        batch["reference_input"] = batch["reference_input"].double()
+        out = JRSPrepareBatch()(batch, "cpu")
+        self.assertEqual(out["reference_input"].dtype, torch.float32)
+        torch.testing.assert_close(out["floating_input"], batch["floating_input"], rtol=0, atol=0)
+        self.assertNotIn("reference_input", JRSPrepareBatch(input_keys=())(batch, "cpu"))
+
+    def test_input_shape_mismatch(self):
+        x = _batches(1)[0]
+        net = _nets()["generator"]
+        with self.assertRaisesRegex(ValueError, r"`floating_input` must have the shape of `floating`"):
+            run_generator_on_inputs(net, x["reference"], x["floating"], x["reference_mask"],
+                                    floating_input=x["floating"][..., :16])
 
 
 class TestJRSTrainerConstructor(unittest.TestCase):

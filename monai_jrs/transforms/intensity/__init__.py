@@ -10,7 +10,9 @@
 # limitations under the License.
 from __future__ import annotations
 
-from .array import NormalizeXRay, RandFollowUpAppearance
+from monai_jrs.utils.enums import SynthAppearancePart
+
+from .array import SYNTH_APPEARANCE_PARTS, NormalizeXRay, RandFollowUpAppearance, RandSynthAppearance
 from .dictionary import (
     NormalizeXRayd,
     NormalizeXRayD,
@@ -18,5 +20,17 @@ from .dictionary import (
     RandFollowUpAppearanced,
     RandFollowUpAppearanceD,
     RandFollowUpAppearanceDict,
+    RandSynthAppearanced,
+    RandSynthAppearanceD,
+    RandSynthAppearanceDict,
 )
-from .functional import normalize_intensity
+from .functional import (
+    apply_intensity_lut,
+    gaussian_mixture_lut,
+    monotonic_lut,
+    normalize_intensity,
+    quantile_labels,
+    robust_rescale,
+    smooth_bias_field,
+    sorted_quantiles,
+)
