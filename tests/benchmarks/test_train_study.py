@@ -70,7 +70,7 @@ def test_summarize_and_report():
     assert math.isnan(s["real_paper_tre_fov_mean"])  # the failed pair is not averaged
     runs = [{**s, "train_s": 10.0, "peak_rss_mib": 100.0}, {**s, "real_followup_tre_fov_mean": 5.0, "train_s": 12.0,
                                                              "peak_rss_mib": 110.0}]
-    args = argparse.Namespace(epochs=2, dataset="d", seeds=[0, 1], size=64, pairs=1)
+    args = argparse.Namespace(epochs=2, dataset="d", seeds=[0, 1], size=64, pairs=1, warmup=10)
     text = train_study.report({"jrs": runs}, args, ["--epochs", "2"])
     assert "| jrs | 2 | 4.00 +- 1.41 |" in text
     assert "11.00 +- 1.41" in text

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -181,6 +182,10 @@ class GlobalAlignment(nn.Module):
         refinement_features: width of the refinement CNN.
         act: activation of the refinement CNN.
         mask_margin: dilation of the reference mask that forms the search window, as a fraction of the search grid.
+        scales: isotropic scale factors searched together with the angles of the last pass (the fine pass, or the
+            coarse one when the fine pass is disabled), increasing and evenly spaced (e.g. ``(0.9, 0.95, 1.0, 1.05,
+            1.1)``: magnification differs by several percent between visits); the winner is refined by parabolic
+            interpolation like the angle. ``(1.0,)``: a rigid search (rotation and translation only).
 
     Raises:
         ValueError: for out-of-range arguments.
@@ -206,6 +211,7 @@ class GlobalAlignment(nn.Module):
         refinement_features: int = 16,
         act: str | tuple = ("leakyrelu", {"negative_slope": 0.2}),
         mask_margin: float = 0.1,
+        scales: Sequence[float] = (1.0,),
     ) -> None:
         super().__init__()
         if int(search_size) < 8:
@@ -229,6 +235,12 @@ class GlobalAlignment(nn.Module):
         if not 0.0 <= float(mask_margin) < 0.5:
             raise ValueError(f"`mask_margin` must be in [0, 0.5), got {mask_margin}.")
         self.mask_margin = float(mask_margin)
+        scale_list = [float(v) for v in scales]
+        if not scale_list or min(scale_list) <= 0 or any(b <= a for a, b in zip(scale_list, scale_list[1:])):
+            raise ValueError(f"`scales` must be increasing positive factors, got {tuple(scales)}.")
+        self.num_scales = len(scale_list)
+        # not persistent: weights saved without it load into a stage that searches scales, and vice versa
+        self.register_buffer("scales", torch.tensor(scale_list, dtype=torch.float32), persistent=False)
         k = self.num_rotations
         if self.max_rotation_deg >= 180.0:
             self.circular = True
@@ -359,6 +371,7 @@ class GlobalAlignment(nn.Module):
         coarse = self.angles.to(ref.dtype).unsqueeze(0).expand(bsz, -1)
         ncc, vals, idx = self._ncc_maps(ref, flt, coarse, weight)
         k_best = vals.argmax(dim=1)
+        n_s = self.num_scales
         if self.num_fine_rotations > 1:
             centre = coarse.gather(1, k_best[:, None])
             offsets = torch.linspace(
@@ -366,15 +379,30 @@ class GlobalAlignment(nn.Module):
                 device=ref.device,
             )
             angles = centre + offsets.unsqueeze(0)
-            ncc, vals, idx = self._ncc_maps(ref, flt, angles, weight)
-            k_best = vals.argmax(dim=1)
             step, circular = float(self.angle_step) / (self.num_fine_rotations - 1), False
+            search_again = True
         else:
             angles, step, circular = coarse, self.angle_step, self.circular
+            search_again = n_s > 1
         arange = torch.arange(bsz, device=ref.device)
-        d_angle = _parabolic_offset(vals, k_best, circular)
-        theta_grid = angles[arange, k_best]
+        scale_grid = self.scales.to(ref.dtype)
+        if search_again:  # the last pass: every angle x every scale (angle-major)
+            cand_scales = scale_grid.repeat(angles.shape[1]).unsqueeze(0).expand(bsz, -1) if n_s > 1 else None
+            ncc, vals, idx = self._ncc_maps(ref, flt, angles.repeat_interleave(n_s, dim=1), weight, cand_scales)
+            k_best = vals.argmax(dim=1)
+        else:
+            n_s = 1
+        grid = vals.view(bsz, -1, n_s)
+        a_best = torch.div(k_best, n_s, rounding_mode="floor")
+        s_best = k_best - a_best * n_s
+        d_angle = _parabolic_offset(grid[arange, :, s_best], a_best, circular)
+        theta_grid = angles[arange, a_best]
         theta = theta_grid + d_angle * step
+        s_grid = scale_grid[s_best] if n_s > 1 else torch.ones_like(theta)
+        scale = s_grid
+        if n_s > 2:
+            d_scale = _parabolic_offset(grid[arange, a_best, :], s_best, False)
+            scale = s_grid + d_scale * (scale_grid[-1] - scale_grid[0]) / float(n_s - 1)
         score = vals[arange, k_best]
         # sub-pixel shift of the winning map
         best_map = ncc[arange, k_best]  # (B, Lh, Lw)
@@ -388,16 +416,18 @@ class GlobalAlignment(nn.Module):
         d_c = _parabolic_offset(cols_of_j, j, True)
         lag_r = torch.where(i > len_h // 2, i - len_h, i).to(ref.dtype) + d_r
         lag_c = torch.where(j > len_w // 2, j - len_w, j).to(ref.dtype) + d_c
-        # ref(p) ~ G(p + u) with G(q) = flt(R (q - c) + c)  =>  A = [R, R u]
+        # ref(p) ~ G(p + u) with G(q) = flt(s R (q - c) + c)  =>  A = [s R, s R u]
         u = torch.stack((lag_r, lag_c), dim=-1)
-        rot = _rotation_matrix(theta_grid)[:, :2, :2]
+        rot = _rotation_matrix(theta_grid, None, s_grid)[:, :2, :2]
         t = torch.einsum("bij,bj->bi", rot, u)
-        return _rotation_matrix(theta, t), score
+        return _rotation_matrix(theta, t, scale), score
 
     def _ncc_maps(
-        self, ref: torch.Tensor, flt: torch.Tensor, angles: torch.Tensor, weight: torch.Tensor | None = None
+        self, ref: torch.Tensor, flt: torch.Tensor, angles: torch.Tensor, weight: torch.Tensor | None = None,
+        scales: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Masked NCC of ``ref`` with ``flt`` rotated by each of ``angles`` ``(B, K)``, for every allowed shift.
+        """Masked NCC of ``ref`` with ``flt`` rotated by each of ``angles`` ``(B, K)`` (and scaled by ``scales``
+        ``(B, K)`` when given), for every allowed shift.
 
         Returns ``(ncc, best_value, best_flat_index)`` of shapes ``(B, K, Lh, Lw)``, ``(B, K)``, ``(B, K)``;
         index ``(i, j)`` of a map is the shift ``u = (i, j)`` modulo ``(Lh, Lw)`` with
@@ -408,7 +438,7 @@ class GlobalAlignment(nn.Module):
         s_r = min(h - 1, max(1, int(round(self.max_shift_fraction * h))))
         s_c = min(w - 1, max(1, int(round(self.max_shift_fraction * w))))
         size = [h + s_r, w + s_c]  # non-circular for |lag| <= s: aliases of lag u land at |u +- L| >= h
-        mats = _rotation_matrix(angles.reshape(-1))
+        mats = _rotation_matrix(angles.reshape(-1), None, None if scales is None else scales.reshape(-1))
         ddf = affine_to_ddf(mats, (h, w))
         flt_rep = flt.repeat_interleave(k, dim=0)
         rotated = warp(flt_rep, ddf, padding_mode="zeros")

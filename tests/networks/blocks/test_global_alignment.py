@@ -240,3 +240,48 @@ class TestAffineRefinementNet(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class TestScaleSearch(unittest.TestCase):
+    """The search over scales (``scales``) recovers a magnification that the rigid search cannot."""
+
+    def _pair(self, scale: float, angle_deg: float = 4.0):
+        from monai_jrs.utils.conventions import rotation_matrix
+
+        torch.manual_seed(0)
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, 96), torch.linspace(-1, 1, 96), indexing="ij")
+        img = torch.exp(-((yy - 0.2) ** 2 + (xx + 0.3) ** 2) / 0.05) + 0.7 * torch.exp(-((yy + 0.3) ** 2 + (xx - 0.35) ** 2) / 0.02)
+        img = img + 0.5 * ((yy.abs() < 0.6) & (xx.abs() < 0.5)).float()
+        ref = img[None, None]
+        mat = rotation_matrix(torch.tensor([math.radians(angle_deg)]), torch.tensor([[3.0, -2.0]]), torch.tensor([scale]))
+        flt = warp(ref, affine_to_ddf(torch.linalg.inv(mat), (96, 96)), padding_mode="zeros")
+        return ref, flt, mat
+
+    @parameterized.expand([(0.92,), (1.0,), (1.08,)])
+    def test_recovers_scale(self, scale):
+        ref, flt, mat = self._pair(scale)
+        stage = GlobalAlignment(search_size=96, num_rotations=36, refinement="none",
+                                scales=(0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15))
+        found = stage(ref, flt)
+        s_found = float(torch.linalg.det(found[0, :2, :2]).sqrt())
+        self.assertAlmostEqual(s_found, scale, delta=0.02)  # A maps reference points to floating ones: A = mat
+        rigid = GlobalAlignment(search_size=96, num_rotations=36, refinement="none")
+        self.assertAlmostEqual(float(torch.linalg.det(rigid(ref, flt)[0, :2, :2]).sqrt()), 1.0, places=5)
+
+    def test_single_scale_is_the_rigid_search(self):
+        ref, flt, _ = self._pair(1.05)
+        a = GlobalAlignment(search_size=48, num_rotations=36, refinement="none")(ref, flt)
+        b = GlobalAlignment(search_size=48, num_rotations=36, refinement="none", scales=(1.0,))(ref, flt)
+        self.assertTrue(torch.equal(a, b))
+
+    @parameterized.expand([((),), ((1.0, 0.9),), ((0.0, 1.0),)])
+    def test_bad_scales(self, scales):
+        with self.assertRaisesRegex(ValueError, "scales"):
+            GlobalAlignment(scales=scales)
+
+    def test_state_dict_compatible(self):
+        """Weights of a rigid stage load into a scale-searching one (the scales buffer is not persistent)."""
+        a = GlobalAlignment(search_size=32, refinement="learned")
+        b = GlobalAlignment(search_size=32, refinement="learned", scales=(0.9, 1.0, 1.1))
+        b.load_state_dict(a.state_dict())
+        self.assertNotIn("scales", a.state_dict())
