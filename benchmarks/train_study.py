@@ -220,6 +220,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[dict[str, Any]]]:
             logger.info("%s: %s", key, {k: round(v, 3) for k, v in stats.items() if isinstance(v, float)})
             if not args.keep_runs:
                 shutil.rmtree(run_dir, ignore_errors=True)
+    # the report covers every finished run of this budget in the output folder (earlier invocations included)
+    for key, stats in previous.items():
+        variant, seed_part, epochs_part, warmup_part = key.split("/")
+        if epochs_part == f"epochs{args.epochs}" and warmup_part == f"warmup{args.warmup}":
+            runs = results.setdefault(variant, [])
+            if all(r.get("seed") != stats.get("seed") for r in runs):
+                runs.append(stats)
     text = report(results, args, argv)
     (out / "train_study.md").write_text(text)
     print(text)
