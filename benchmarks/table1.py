@@ -131,19 +131,38 @@ def score(pair: dict, out: dict) -> dict[str, float]:
     return row
 
 
+def _failed_output(pair: dict) -> dict:
+    """What a user gets from a registration that raised: no correction (zero field, the reference mask carried)."""
+    ref = pair["reference"]
+    return {"ddf": torch.zeros(1, 2, *ref.shape[2:]), "floating_mask": pair["reference_mask"]}
+
+
 def run(methods: list, pairs: list[dict]) -> list[dict]:
-    """Every method on every pair; one result row per (pair, method), with the timing."""
+    """Every method on every pair; one result row per (pair, method), with the timing.
+
+    A method that raises on a pair (e.g. elastix's internal error on tiny images) is scored as no correction and
+    its row has ``failed = 1``, with a logged warning; the benchmark goes on.
+    """
     rows = []
     for method in methods:
         p0 = pairs[0]
-        method(p0["reference"], p0["floating"], p0["reference_mask"])  # warm-up (lazy init, allocator)
+        try:
+            method(p0["reference"], p0["floating"], p0["reference_mask"])  # warm-up (lazy init, allocator)
+        except Exception as e:  # noqa: BLE001 -- a failing baseline must not end the benchmark
+            logger.warning("%s failed on the warm-up pair: %s", method.name, str(e).splitlines()[0])
         for pair in pairs:
             t = time.perf_counter()
-            out = method(pair["reference"], pair["floating"], pair["reference_mask"])
+            failed = 0
+            try:
+                out = method(pair["reference"], pair["floating"], pair["reference_mask"])
+            except Exception as e:  # noqa: BLE001
+                logger.warning("%s failed on pair %d (%s): %s", method.name, pair["pair"], pair["protocol"],
+                               str(e).splitlines()[0])
+                out, failed = _failed_output(pair), 1
             seconds = time.perf_counter() - t
             rows.append({"method": method.name, "protocol": pair["protocol"], "label": pair["label"],
                          "pair": pair["pair"], "patient_id": pair["patient_id"], "visit": pair["visit"],
-                         **score(pair, out), "seconds": seconds})
+                         **score(pair, out), "seconds": seconds, "failed": failed})
             pair.setdefault("outputs", {})[method.name] = out
         logger.info("%s on %d %s pairs done", method.name, len(pairs), pairs[0]["protocol"])
     return rows

@@ -30,7 +30,6 @@ from monai.bundle import ConfigParser, verify_metadata
 
 from monai_jrs.data.embedded import generate_embedded_dataset
 from monai_jrs.data.writers import OUTPUT_FILES
-from monai_jrs.networks.nets import JRSStackedGenerator
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundle"
@@ -130,7 +129,10 @@ class TestBundleWorkflows(unittest.TestCase):
                 "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json",
                 "--use_trace", "True", "--input_shape", "[1, 3, 32, 32]", "--features", "8", "--num_res_blocks", "1")
         exported = torch.jit.load(str(ts))
-        eager = JRSStackedGenerator(features=8, num_res_blocks=1, coarse_factor=4).eval()
+        parser = ConfigParser()
+        parser.read_config(str(BUNDLE / "configs" / "inference.json"))
+        parser.update({"features": 8, "num_res_blocks": 1})
+        eager = parser.get_parsed_content("network_def", instantiate=True).eval()  # the search's scales included
         state = torch.load(self.run_dir / "models" / "model.pt", map_location="cpu", weights_only=True)
         eager.load_state_dict(state.get("model", state))  # a single-object ignite checkpoint is the bare state dict
         x = torch.rand(2, 3, 32, 32)

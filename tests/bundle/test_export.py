@@ -60,6 +60,16 @@ def _roundtrip(module: torch.nn.Module) -> torch.jit.ScriptModule:
         return torch.jit.load(buffer, map_location="cpu")
 
 
+def _inference_network(**overrides) -> torch.nn.Module:
+    """The ``network_def`` of ``configs/inference.json`` (the search's ``scales`` included), with id overrides."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    parser.update(overrides)
+    return parser.get_parsed_content("network_def", instantiate=True)
+
+
 def _load_shipped(net: torch.nn.Module) -> torch.nn.Module:
     state = torch.load(BUNDLE / "models" / "model.pt", map_location="cpu", weights_only=True)
     net.load_state_dict(state.get("model", state))  # a single-object ignite checkpoint is the bare state dict
@@ -114,7 +124,7 @@ class TestScript(unittest.TestCase):
 
     def test_bundle_configuration(self):
         # the bundle's network_def (fast preset) with the shipped weights, at three sizes in a row
-        net = _load_shipped(JRSStackedGenerator(features=32, num_res_blocks=4, coarse_factor=4, seg_head="fusion"))
+        net = _load_shipped(_inference_network())
         loaded = _roundtrip(net)
         for size in [(64, 64), (48, 80), (64, 64)]:
             x = _stacked(size)
@@ -166,7 +176,7 @@ class TestCkptExport(unittest.TestCase):
         self.assertEqual(meta["network_data_format"], shipped_meta["network_data_format"])
         self.assertEqual(json.loads(extra["inference.json"])["network_def"]["_target_"],
                          "monai_jrs.networks.nets.JRSStackedGenerator")
-        eager = _load_shipped(JRSStackedGenerator(features=32, num_res_blocks=4, coarse_factor=4, seg_head="fusion"))
+        eager = _load_shipped(_inference_network())
         for size in [(96, 96), (80, 128)]:
             x = _stacked(size, batch=2)
             with torch.no_grad():
@@ -197,7 +207,7 @@ class TestOnnxExport(unittest.TestCase):
             options = ort.SessionOptions()
             options.intra_op_num_threads = 2
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        eager = _load_shipped(JRSStackedGenerator(features=32, num_res_blocks=4, coarse_factor=4, seg_head="fusion"))
+        eager = _load_shipped(_inference_network())
         x = _stacked(tuple(shape[2:]))
         with torch.no_grad():
             expected = eager(x)
