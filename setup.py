@@ -45,13 +45,17 @@ BUNDLE_FILES = [
 ]
 
 extras_require = {
-    "dev": ["pytest>=7", "pytest-xdist>=3", "parameterized>=0.9"],
+    # playwright drives Debian's chromium for the OHIF viewer check; dcmqi writes the SEGs of 3D Slicer and MONAI
+    # Label's stock datastore that read_dicom_seg must read (tests/pacs, tests/data/test_dicom_seg_compat.py)
+    "dev": ["pytest>=7", "pytest-xdist>=3", "parameterized>=0.9", "playwright>=1.40", "dcmqi>=1.3"],
     "elastix": ["itk-elastix>=0.20"],
     # python -m monai.bundle onnx_export and its check with ONNX Runtime (bundle/docs/README.md)
     "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"],
     # MONAI Label 0.8.5 needs torchvision; see docs/monailabel.md: install torch==2.14.1 torchvision==0.29.1 first.
     # SimpleITK writes the result labels with the image geometry (docs/monailabel.md).
-    "monailabel": ["monailabel==0.8.5", "SimpleITK>=2.2"],
+    "monailabel": ["monailabel==0.8.5", "SimpleITK>=2.2", "dicomweb-client>=0.59", "requests>=2.28"],
+    # monai-jrs pacs and the MONAI Label DICOMweb datastore (docs/pacs.md)
+    "pacs": ["dicomweb-client>=0.59", "requests>=2.28"],
 }
 extras_require["all"] = sorted({d for k, v in extras_require.items() if k != "monailabel" for d in v})
 

@@ -26,9 +26,17 @@ Start (see docs/monailabel.md)::
     - ``result_extension``: ``.nii.gz`` (default), ``.nii``, ``.nrrd`` or ``.png``.
     - ``network_size``: network grid (default: the bundle's).
     - ``preload``: ``true`` to load the network at start-up.
+    - ``dicomweb_cache``: local cache of a DICOMweb PACS (default ``$MONAI_JRS_CACHE/dicomweb/<hash of the URL>``).
+    - ``dicomweb_ttl``: seconds a PACS series listing is reused (default 5: new studies show within seconds).
+
+``--studies http(s)://<pacs>/dicom-web`` serves a PACS through :class:`monai_jrs.monailabel.dicomweb.JRSDicomWebDatastore`
+(images are the DX/CR series, labels the SEGs that reference them, saved labels go back by STOW-RS; see docs/pacs.md).
+Credentials: ``MONAI_JRS_DICOMWEB_USERNAME``/``_PASSWORD``, ``MONAI_JRS_DICOMWEB_TOKEN`` or a netrc file, never on the
+command line.
 
 The local datastore serves ``*.dcm`` besides MONAI Label's default extensions (``MONAI_LABEL_DATASTORE_FILE_EXT``).
-The app never downloads anything: the network comes from the local bundle, not from the MONAI model zoo.
+The app never downloads anything: the network comes from the local bundle, not from the MONAI model zoo, and the
+DICOMweb datastore needs no dcmqi (MONAI Label's own one fetches it from GitHub at start-up).
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from monai_jrs.monailabel import (
     ReferenceNotFoundError,
     VisitResolver,
 )
+from monai_jrs.data.dicomweb import PacsError
 from monai_jrs.monailabel.compat import install_pydicom_seg_compat
 from monai_jrs.monailabel.reference import DICOM_DATE_TAGS
 
@@ -63,7 +72,8 @@ logger = logging.getLogger(__name__)
 
 #: HTTP status of an infer request that has no labelled reference visit (the body's ``detail`` says why).
 NO_REFERENCE_STATUS = 404
-#: HTTP status of an infer request with an unsupported parameter value (``result_extension``, ``reference_choice``).
+#: HTTP status of an infer request with an unsupported parameter value (``result_extension``, ``reference_choice``),
+#: or whose image or reference label cannot be read (corrupt file, not a radiograph).
 INVALID_REQUEST_STATUS = 422
 
 
@@ -84,7 +94,11 @@ class JRSLungApp(MONAILabelApp):
     def init_datastore(self) -> Datastore:
         """The local datastore, also serving ``*.dcm`` (DICOM DX/CR files); DICOMweb and others as MONAI Label does."""
         if self.studies.startswith(("http://", "https://")):
-            return super().init_datastore()
+            from monai_jrs.monailabel.dicomweb import JRSDicomWebDatastore
+
+            cache = self.conf.get("dicomweb_cache") or (settings.MONAI_LABEL_DICOMWEB_CACHE_PATH or "").strip() or None
+            return JRSDicomWebDatastore(self.studies.rstrip("/"), cache_dir=cache,
+                                        ttl_s=float(self.conf.get("dicomweb_ttl", 5.0)))
         extensions = list(dict.fromkeys([*settings.MONAI_LABEL_DATASTORE_FILE_EXT, "*.dcm"]))
         return LocalDatastore(
             self.studies,
@@ -138,3 +152,9 @@ class JRSLungApp(MONAILabelApp):
         except InvalidInferRequestError as e:
             logger.warning("infer %s: %s", request.get("model"), e)
             raise HTTPException(status_code=INVALID_REQUEST_STATUS, detail=str(e)) from e
+        except PacsError as e:
+            logger.warning("infer %s: %s", request.get("model"), e)
+            raise HTTPException(status_code=e.http_status, detail=str(e)) from e
+        except ValueError as e:  # an unreadable image or label (corrupt DICOM, not a radiograph, NaNs)
+            logger.warning("infer %s: %s", request.get("model"), e)
+            raise HTTPException(status_code=INVALID_REQUEST_STATUS, detail=f"cannot use this image: {e}") from e

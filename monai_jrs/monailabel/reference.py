@@ -25,7 +25,10 @@ Ordering: visits are sorted by (time, visit number, image id); a visit without t
 (and is used only when no dated labelled visit exists, with a warning), equal keys are broken by image id, also with
 a warning. Only the datastore API is used (``list_images``, ``get_image_uri``, ``get_image_info``,
 ``get_label_by_image_id``, ``get_label_uri``), so the rule works with any MONAI Label datastore whose image URIs
-are local files (the local datastore; DICOMweb downloads a series on ``get_image_uri``).
+are local files. A datastore may offer ``visit_of(image_id)``, ``has_image(image_id)`` and
+``patient_images(patient_id)`` to avoid listing and downloading every image: the DICOMweb datastore
+(:mod:`monai_jrs.monailabel.dicomweb`) answers them from QIDO-RS, so only the reference and the requested image are
+ever fetched.
 
 JSON mapping format (image ids are the datastore ids, i.e. file names without extension for the local datastore)::
 
@@ -339,9 +342,18 @@ class VisitResolver:
         self.dicom = DicomVisitReader(date_tags) if rule != "json" else None
 
     def __call__(self, datastore: _Datastore, image_id: str) -> Visit:
-        """The visit of ``image_id`` (``patient_id`` None when no source knows the image)."""
+        """The visit of ``image_id`` (``patient_id`` None when no source knows the image).
+
+        A datastore that knows visits itself (a ``visit_of(image_id) -> Visit | None`` method, like the DICOMweb
+        datastore, from QIDO-RS) is asked before any image is fetched for its DICOM header.
+        """
         if self.mapping is not None:
             visit = self.mapping(image_id)
+            if visit is not None:
+                return visit
+        visit_of = getattr(datastore, "visit_of", None)
+        if self.dicom is not None and callable(visit_of):
+            visit = visit_of(image_id)
             if visit is not None:
                 return visit
         if self.dicom is not None:
@@ -384,15 +396,25 @@ class ReferenceFinder:
             ReferenceNotFoundError: the image is unknown to the datastore, its patient is unknown, or no other
                 visit of its patient has a saved label (the message lists what was found).
         """
-        images = list(datastore.list_images())
-        if image_id not in images:
-            raise ReferenceNotFoundError(f"image {image_id!r} is not in the datastore ({len(images)} images).")
+        has_image = getattr(datastore, "has_image", None)
+        if callable(has_image):  # a datastore that can look one image up (DICOMweb: QIDO-RS) need not list them all
+            if not has_image(image_id):
+                raise ReferenceNotFoundError(f"image {image_id!r} is not in the datastore.")
+        else:
+            images = list(datastore.list_images())
+            if image_id not in images:
+                raise ReferenceNotFoundError(f"image {image_id!r} is not in the datastore ({len(images)} images).")
         requested = self.resolver(datastore, image_id)
         if requested.patient_id is None:
             raise ReferenceNotFoundError(
                 f"the patient of image {image_id!r} is unknown: expected a DICOM file with PatientID or an entry in "
                 "the visit mapping (--conf reference_mapping <file.json>), got neither."
             )
+        patient_images = getattr(datastore, "patient_images", None)
+        if callable(patient_images) and self.resolver.mapping is None:
+            images = list(patient_images(requested.patient_id))  # DICOMweb: one QIDO-RS query by PatientID
+        elif callable(has_image):
+            images = list(datastore.list_images())
         same_patient = []
         for other in images:
             if other == image_id:

@@ -45,6 +45,8 @@ OPTIONAL_PACKAGES: dict[str, OptionalPackage] = {
         "(docs/monailabel.md)",
     ),
     "SimpleITK": OptionalPackage("SimpleITK", "monailabel"),
+    "dicomweb_client": OptionalPackage("dicomweb-client", "pacs", "a DICOMweb PACS (monai-jrs pacs, MONAI Label)"),
+    "requests": OptionalPackage("requests", "pacs"),
 }
 
 
