@@ -245,29 +245,75 @@ def list_dicom_images(folder: str | PathLike, recursive: bool = True) -> list[Pa
 def read_dicom_seg(
     path: str | PathLike, segment_numbers: Sequence[int] | None = None, source_sop_instance_uid: str | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a DICOM SEG (BINARY, FRACTIONAL or LABELMAP) of a single 2-D image with highdicom.
+    """Read a DICOM SEG (BINARY, FRACTIONAL or LABELMAP) of a single 2-D image (DX/CR radiograph).
+
+    Writers verified by the tests (``tests/data/test_dicom_seg_compat.py``): highdicom 0.28 (:func:`write_dicom_seg`,
+    BINARY, LABELMAP and FRACTIONAL, one or several segments) and dcmqi 1.5.7 ``itkimage2segimage`` (BINARY and
+    ``--segmentationType labelmap``, one or several labels), which 3D Slicer's DICOM SEG export and MONAI Label's
+    DICOMweb datastore use. Frames are found in two ways:
+
+    * frames that reference their source image (DerivationImageSequence): read with highdicom. dcmqi omits
+      SpatialLocationsPreserved (0028,135A), which highdicom then refuses to index by source image; an absent value
+      is taken as "YES" (the SEG of a 2-D image lies on its source's grid, and :func:`~monai_jrs.data.io.load_mask`
+      checks the size against the image), while "NO" or "REORIENTED_ONLY" is an error.
+    * frames without per-frame references, when the SEG references exactly one source image (ReferencedSeriesSequence
+      or SourceImageSequence) or none: every frame belongs to that image. The frames are decoded with pydicom and
+      mapped to segments by PerFrameFunctionalGroupsSequence[i] (or the shared group)
+      SegmentIdentificationSequence[0].ReferencedSegmentNumber; a LABELMAP has one frame whose values are segment
+      numbers. This path is also taken when highdicom fails on a SEG that references one image.
+
+    dcmqi needs ImagePositionPatient (0020,0032) in the source image: on a DX or CR without it (the usual case),
+    ``itkimage2segimage`` stops with ``Condition failed: Tag not found in .../ConverterBase.h:363`` (it maps each
+    source image to a label slice through that position). It works with ImagePositionPatient alone (DX, CR or
+    Secondary Capture; ImageOrientationPatient, PixelSpacing and FrameOfReferenceUID are optional) when the label
+    carries the geometry ITK reads from the image. With ``--referencesGeometryCheck 0``, or a label whose origin does
+    not match the image position ("0 of 1 slices mapped"), dcmqi writes a SEG that references no image at all: such a
+    SEG is read (when ``source_sop_instance_uid`` is None) with a logged warning, and ``source_sop_instance_uid`` is
+    then None in ``meta``.
+
+    A pixel is inside a BINARY or LABELMAP segment when it belongs to it, and inside a FRACTIONAL segment when its
+    stored value exceeds half the MaximumFractionalValue (probability or occupancy > 0.5). A requested segment without
+    a frame (highdicom omits empty frames) or without a foreground pixel is read as all zeros, with a logged warning;
+    with every requested segment empty the mask is all zeros. (dcmqi leaves a label absent from the label image out
+    of the SegmentSequence, so requesting it is an error, and refuses an all-empty label image.)
 
     Args:
         path: the SEG file.
-        segment_numbers: segments to union; None unions all segments.
+        segment_numbers: segments to union; None unions all segments (for LABELMAP, all but the background, the
+            PixelPaddingValue).
         source_sop_instance_uid: the referenced image to read when the SEG references several; default: the only one.
 
     Returns:
-        ``(mask, meta)``: ``mask`` ``(H, W)`` uint8 in {0, 1}; ``meta`` with ``filename``, ``format``
-        (``"dicom_seg"``), ``original_shape``, ``spacing`` (from the shared PixelMeasuresSequence) or None,
-        ``spacing_source``, ``segment_numbers`` and ``source_sop_instance_uid``.
+        ``(mask, meta)``: ``mask`` ``(H, W)`` uint8 in {0, 1}, ``(H, W) = (Rows, Columns)`` of the SEG; ``meta`` with
+        ``filename``, ``format`` (``"dicom_seg"``), ``original_shape``, ``spacing`` (from the shared, else the first
+        frame's, PixelMeasuresSequence) or None, ``spacing_source``, ``segment_numbers``, ``source_sop_instance_uid``
+        (None for a SEG that references no image) and ``writer`` (Manufacturer / ManufacturerModelName /
+        SoftwareVersions of the SEG, e.g. ``"QIICR / https://github.com/QIICR/dcmqi / 506306a"``, or None).
 
     Raises:
-        ValueError: for an unreadable file, a DICOM that is not a SEG, unknown segment numbers, or an ambiguous
-            source image; the message names the file.
+        ValueError: for an unreadable file, a DICOM that is not a SEG, unknown segment numbers, an ambiguous or
+            unreferenced source image, frames whose spatial locations are not preserved, a frame count or pixel data
+            size that does not match NumberOfFrames x Rows x Columns, a segment with several frames, frames without
+            segment identification, or pixel data that cannot be decoded; the message names the file.
+
+    Example::
+
+        >>> import tempfile
+        >>> from monai_jrs.data.testing import make_dx_dicom
+        >>> mask = np.zeros((6, 8), np.uint8)
+        >>> mask[1:4, 2:7] = 1
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     src = make_dx_dicom(Path(d) / "img.dcm", mask * 1000)
+        ...     read, meta = read_dicom_seg(write_dicom_seg(mask, src, Path(d) / "seg.dcm"))
+        >>> bool((read == mask).all()), meta["segment_numbers"], meta["writer"].split(" / ")[0]
+        (True, [1], 'monai_jrs')
     """
-    import highdicom as hd
     import pydicom
 
     p = Path(path)
     _check_file(p)
     try:
-        ds = pydicom.dcmread(p, stop_before_pixels=True)
+        ds = pydicom.dcmread(p, defer_size="1 MB")  # the pixel data of an image passed by mistake is not read
     except Exception as e:
         raise ValueError(f"{p}: not a readable DICOM file ({type(e).__name__}: {e}).") from e
     if str(getattr(ds, "SOPClassUID", "")) not in SEG_SOP_CLASS_UIDS:
@@ -275,38 +321,72 @@ def read_dicom_seg(
             f"{p}: expected a DICOM SEG (SOP class {sorted(SEG_SOP_CLASS_UIDS)}), got SOP class "
             f"{getattr(ds, 'SOPClassUID', None)} / Modality {getattr(ds, 'Modality', None)}."
         )
-    try:
-        seg = hd.seg.segread(p)
-    except Exception as e:
-        raise ValueError(f"{p}: highdicom cannot read this SEG ({type(e).__name__}: {e}).") from e
-    available = [int(n) for n in seg.get_segment_numbers()]
+    seg_type = str(getattr(ds, "SegmentationType", "")).upper()
+    if seg_type not in ("BINARY", "FRACTIONAL", "LABELMAP"):
+        raise ValueError(f"{p}: expected SegmentationType BINARY, FRACTIONAL or LABELMAP, got {seg_type or None!r}.")
+    n_frames, shape = _check_seg_frames(ds, p)
+    available = _seg_segment_numbers(ds, seg_type)
     wanted = available if segment_numbers is None else [int(n) for n in segment_numbers]
     missing = sorted(set(wanted) - set(available))
     if missing or not wanted:
         raise ValueError(f"{p}: segment numbers {wanted} requested, the SEG has segments {available}.")
-    sources = [uids[2] for uids in seg.get_source_image_uids()]
+    per_frame = [_seg_frame_sources(ds, i) for i in range(n_frames)]
+    sources = _seg_source_uids(ds, per_frame)
     if source_sop_instance_uid is None:
-        if len(sources) != 1:
+        if len(sources) > 1:
             raise ValueError(
                 f"{p}: the SEG references {len(sources)} source images; pass `source_sop_instance_uid` "
                 f"(one of {sources})."
             )
-        source_sop_instance_uid = sources[0]
+        if not sources:
+            logger.warning(
+                "%s: the SEG references no source image (dcmqi writes such SEGs for images without "
+                "ImagePositionPatient or with --referencesGeometryCheck 0); reading its frames as the image's.",
+                p,
+            )
+        source_sop_instance_uid = sources[0] if sources else None
     elif source_sop_instance_uid not in sources:
         raise ValueError(f"{p}: source image {source_sop_instance_uid} is not referenced; the SEG references {sources}.")
-    try:
-        px = seg.get_pixels_by_source_instance(
-            source_sop_instance_uids=[source_sop_instance_uid], segment_numbers=wanted, combine_segments=False
+    max_value = _seg_max_fractional(ds, p) if seg_type == "FRACTIONAL" else 1
+    indexed = [i for i, refs in enumerate(per_frame) if any(uid == source_sop_instance_uid for uid, _ in refs)]
+    stacked = None
+    if indexed:
+        preserved = {flag for i in indexed for uid, flag in per_frame[i] if uid == source_sop_instance_uid}
+        bad = sorted(str(v) for v in preserved - {None, "YES"})
+        if bad:
+            raise ValueError(
+                f"{p}: the frames of source image {source_sop_instance_uid} have SpatialLocationsPreserved {bad}; "
+                "expected 'YES' (or absent): their pixels are not on the source image grid."
+            )
+        try:
+            stacked = _seg_pixels_highdicom(p, source_sop_instance_uid, wanted, ignore_spatial=None in preserved)
+        except Exception as e:
+            if len(sources) != 1:
+                raise ValueError(f"{p}: cannot extract segments {wanted} ({type(e).__name__}: {e}).") from e
+            logger.info(
+                "%s: highdicom cannot index the frames (%s: %s); decoding them with pydicom.", p, type(e).__name__, e
+            )
+    elif any(per_frame):
+        raise ValueError(
+            f"{p}: no frame references source image {source_sop_instance_uid}; the frames reference "
+            f"{sorted({uid for refs in per_frame for uid, _ in refs})}."
         )
-    except Exception as e:
-        raise ValueError(f"{p}: cannot extract segments {wanted} ({type(e).__name__}: {e}).") from e
-    mask = (np.asarray(px)[0] > 0).any(axis=-1).astype(np.uint8)
-    spacing = None
-    try:
-        pm = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
-        spacing = _valid_spacing(pm.PixelSpacing)
-    except (AttributeError, IndexError):
-        pass
+    elif len(sources) > 1:
+        raise ValueError(
+            f"{p}: the frames carry no per-frame source reference (DerivationImageSequence) and the SEG references "
+            f"{len(sources)} images; expected exactly one to assign the frames to."
+        )
+    if stacked is None:
+        stacked = _seg_pixels_pydicom(ds, p, seg_type, wanted, n_frames, shape)
+    if seg_type == "FRACTIONAL":
+        inside = stacked.astype(np.float64) > max_value / 2.0
+    else:
+        inside = stacked > 0
+    for k, n in enumerate(wanted):
+        if not inside[..., k].any():
+            logger.warning("%s: segment %d is empty (no frame or no foreground pixel); it adds nothing.", p, n)
+    mask = inside.any(axis=-1).astype(np.uint8)
+    spacing = _seg_spacing(ds)
     meta = {
         "filename": str(p),
         "format": "dicom_seg",
@@ -315,6 +395,7 @@ def read_dicom_seg(
         "spacing_source": "PixelMeasuresSequence" if spacing is not None else None,
         "segment_numbers": wanted,
         "source_sop_instance_uid": source_sop_instance_uid,
+        "writer": _seg_writer(ds),
     }
     return mask, meta
 
@@ -330,6 +411,8 @@ def write_dicom_seg(
     manufacturer: str = "monai_jrs",
     software_version: str | None = None,
     overwrite: bool = False,
+    series_instance_uid: str | None = None,
+    sop_instance_uid: str | None = None,
 ) -> Path:
     """Write a lung mask as a DICOM SEG referencing its source radiograph (highdicom).
 
@@ -344,6 +427,9 @@ def write_dicom_seg(
         manufacturer: Manufacturer of the new object.
         software_version: SoftwareVersions; default: the monai_jrs version.
         overwrite: replace an existing ``out_path``.
+        series_instance_uid: SeriesInstanceUID of the SEG; default: a new UID. Deterministic UIDs
+            (:func:`monai_jrs.data.dicomweb.derived_uid`) make a PACS recognise a SEG it already stores.
+        sop_instance_uid: SOPInstanceUID of the SEG; default: a new UID.
 
     Returns:
         the path written.
@@ -404,9 +490,9 @@ def write_dicom_seg(
         pixel_array=arr.astype(bool) if seg_type == "BINARY" else arr.astype(np.uint8),
         segmentation_type=seg_type,
         segment_descriptions=[description],
-        series_instance_uid=hd.UID(),
+        series_instance_uid=series_instance_uid or hd.UID(),
         series_number=int(series_number),
-        sop_instance_uid=hd.UID(),
+        sop_instance_uid=sop_instance_uid or hd.UID(),
         instance_number=1,
         manufacturer=manufacturer,
         manufacturer_model_name="monai_jrs",
@@ -509,3 +595,165 @@ def _sort_key(info: dict[str, Any]) -> tuple:
 def _luminance(rgb: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma of an ``(H, W, 3+)`` array (extra channels such as alpha are ignored)."""
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _check_seg_frames(ds: Any, p: Path) -> tuple[int, tuple[int, int]]:
+    """Check that NumberOfFrames, the per-frame functional groups and the pixel data agree; return ``(F, (H, W))``."""
+    try:
+        shape = (int(ds.Rows), int(ds.Columns))
+        n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        bits = int(ds.BitsAllocated)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise ValueError(f"{p}: the SEG lacks a valid Rows, Columns, NumberOfFrames or BitsAllocated ({e}).") from e
+    if min(shape) <= 0 or n_frames <= 0:
+        raise ValueError(f"{p}: expected a positive frame size and count, got {shape} x {n_frames} frame(s).")
+    groups = ds.get("PerFrameFunctionalGroupsSequence")
+    if groups is None and n_frames > 1:
+        raise ValueError(f"{p}: NumberOfFrames is {n_frames} but the SEG has no PerFrameFunctionalGroupsSequence.")
+    if groups is not None and len(groups) != n_frames:
+        raise ValueError(
+            f"{p}: NumberOfFrames is {n_frames} but PerFrameFunctionalGroupsSequence has {len(groups)} item(s); "
+            "expected one item per frame."
+        )
+    if "PixelData" not in ds:
+        raise ValueError(f"{p}: the SEG has no pixel data.")
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if ts is not None and not ts.is_encapsulated:
+        expected = -(-n_frames * shape[0] * shape[1] * bits // 8)
+        got = len(ds.PixelData)
+        if got not in (expected, expected + 1):  # + 1: padding to an even length
+            raise ValueError(
+                f"{p}: the pixel data holds {got} bytes; {n_frames} frame(s) of {shape[0]} x {shape[1]} pixels at "
+                f"{bits} bit(s) need {expected}."
+            )
+    return n_frames, shape
+
+
+def _seg_segment_numbers(ds: Any, seg_type: str) -> list[int]:
+    """Segment numbers of the SegmentSequence, without a LABELMAP's background (its PixelPaddingValue)."""
+    numbers = [int(item.SegmentNumber) for item in ds.get("SegmentSequence", []) if "SegmentNumber" in item]
+    if seg_type == "LABELMAP" and "PixelPaddingValue" in ds:
+        numbers = [n for n in numbers if n != int(ds.PixelPaddingValue)]
+    return numbers
+
+
+def _seg_frame_sources(ds: Any, index: int) -> list[tuple[str, str | None]]:
+    """``(ReferencedSOPInstanceUID, SpatialLocationsPreserved or None)`` of the per-frame source references."""
+    groups = ds.get("PerFrameFunctionalGroupsSequence")
+    if groups is None:
+        return []
+    refs = []
+    for derivation in groups[index].get("DerivationImageSequence", []):
+        for src in derivation.get("SourceImageSequence", []):
+            if "ReferencedSOPInstanceUID" in src:
+                flag = src.get("SpatialLocationsPreserved")
+                refs.append((str(src.ReferencedSOPInstanceUID), None if flag in (None, "") else str(flag).upper()))
+    return refs
+
+
+def _seg_source_uids(ds: Any, per_frame: Sequence[Sequence[tuple[str, str | None]]]) -> list[str]:
+    """SOP instance UIDs of the referenced source images, in order of first mention and without repetition."""
+    uids = [
+        str(inst.ReferencedSOPInstanceUID)
+        for series in ds.get("ReferencedSeriesSequence", [])
+        for inst in series.get("ReferencedInstanceSequence", [])
+        if "ReferencedSOPInstanceUID" in inst
+    ]
+    for src in ds.get("SourceImageSequence", []):
+        if "ReferencedSOPInstanceUID" in src:
+            uids.append(str(src.ReferencedSOPInstanceUID))
+    uids += [uid for refs in per_frame for uid, _ in refs]
+    return list(dict.fromkeys(uids))
+
+
+def _seg_max_fractional(ds: Any, p: Path) -> int:
+    if "MaximumFractionalValue" in ds and int(ds.MaximumFractionalValue) > 0:
+        return int(ds.MaximumFractionalValue)
+    value = 2 ** int(ds.BitsAllocated) - 1
+    logger.warning("%s: FRACTIONAL SEG without a valid MaximumFractionalValue; assuming %d.", p, value)
+    return value
+
+
+def _seg_pixels_highdicom(p: Path, source_uid: str, wanted: Sequence[int], ignore_spatial: bool) -> np.ndarray:
+    """``(H, W, S)`` stored values of segments ``wanted`` of the frames that reference ``source_uid`` (highdicom)."""
+    import highdicom as hd
+
+    seg = hd.seg.segread(p)
+    px = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[source_uid],
+        segment_numbers=list(wanted),
+        combine_segments=False,
+        ignore_spatial_locations=ignore_spatial,
+        rescale_fractional=False,
+    )
+    return np.asarray(px)[0]
+
+
+def _seg_pixels_pydicom(
+    ds: Any, p: Path, seg_type: str, wanted: Sequence[int], n_frames: int, shape: tuple[int, int]
+) -> np.ndarray:
+    """``(H, W, S)`` stored values of segments ``wanted``, all frames belonging to one image (pydicom)."""
+    try:
+        frames = np.asarray(ds.pixel_array).reshape(n_frames, *shape)
+    except Exception as e:
+        ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "unknown")
+        raise ValueError(
+            f"{p}: cannot decode the SEG pixel data (transfer syntax {ts}): {type(e).__name__}: {e}"
+        ) from e
+    out = np.zeros((*shape, len(wanted)), dtype=frames.dtype)
+    if seg_type == "LABELMAP":
+        if n_frames != 1:
+            raise ValueError(f"{p}: a LABELMAP SEG of one 2-D image must have one frame, got {n_frames}.")
+        for k, n in enumerate(wanted):
+            out[..., k] = frames[0] == n
+        return out
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    shared_id = shared[0].get("SegmentIdentificationSequence") if shared else None
+    groups = ds.get("PerFrameFunctionalGroupsSequence")
+    defined = {int(item.SegmentNumber) for item in ds.get("SegmentSequence", []) if "SegmentNumber" in item}
+    frame_segments = []
+    for i in range(n_frames):
+        ident = groups[i].get("SegmentIdentificationSequence") if groups is not None else None
+        ident = ident or shared_id
+        if not ident or "ReferencedSegmentNumber" not in ident[0]:
+            raise ValueError(f"{p}: frame {i + 1} has no SegmentIdentificationSequence; cannot tell its segment.")
+        number = int(ident[0].ReferencedSegmentNumber)
+        if number not in defined:
+            raise ValueError(
+                f"{p}: frame {i + 1} belongs to segment {number}, which the SegmentSequence does not define."
+            )
+        frame_segments.append(number)
+    for k, n in enumerate(wanted):
+        idx = [i for i, s in enumerate(frame_segments) if s == n]
+        if len(idx) > 1:
+            raise ValueError(
+                f"{p}: segment {n} has {len(idx)} frames ({[i + 1 for i in idx]}); a SEG of one 2-D image has at "
+                "most one frame per segment."
+            )
+        if idx:
+            out[..., k] = frames[idx[0]]
+    return out
+
+
+def _seg_spacing(ds: Any) -> tuple[float, float] | None:
+    """PixelSpacing of the shared PixelMeasuresSequence, else of the first frame's, or None."""
+    for name in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        groups = ds.get(name)
+        if groups:
+            measures = groups[0].get("PixelMeasuresSequence")
+            if measures and "PixelSpacing" in measures[0]:
+                return _valid_spacing(measures[0].PixelSpacing)
+    return None
+
+
+def _seg_writer(ds: Any) -> str | None:
+    """``"Manufacturer / ManufacturerModelName / SoftwareVersions"`` of the present ones, or None."""
+    parts = []
+    for tag in ("Manufacturer", "ManufacturerModelName", "SoftwareVersions"):
+        value = ds.get(tag)
+        if value is None or value == "":
+            continue
+        text = str(value) if isinstance(value, str) or not isinstance(value, Sequence) else " ".join(map(str, value))
+        if text.strip():
+            parts.append(text.strip())
+    return " / ".join(parts) or None
