@@ -21,7 +21,9 @@ Every file is generated in a temporary folder; the read mask must equal the writ
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 import subprocess
 import tempfile
 import unittest
@@ -37,7 +39,8 @@ from tests.test_utils import SkipIfNoModule
 SHAPE = (48, 64)
 ODD_SHAPE = (47, 63)
 SPACING = (0.2, 0.3)  # (row_mm, col_mm): different, so a swapped order is caught
-DCMQI = shutil.which("itkimage2segimage")
+# on PATH, or beside this interpreter (a virtual environment that is not activated)
+DCMQI = shutil.which("itkimage2segimage") or shutil.which("itkimage2segimage", path=os.path.dirname(sys.executable))
 SEG_UID = "1.2.840.10008.5.1.4.1.1.66.4"
 SC_UID = "1.2.840.10008.5.1.4.1.1.7"
 
