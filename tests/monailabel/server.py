@@ -81,6 +81,7 @@ class MonaiLabelServer:
         for k, v in self.conf.items():
             cmd += ["--conf", k, str(v)]
         t0 = time.perf_counter()
+        self.command = list(cmd)
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=root)
         deadline = t0 + self.startup_timeout_s
         while time.perf_counter() < deadline:

@@ -16,15 +16,9 @@ result on the requested image's grid) and the error response for a patient witho
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import unittest
-import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -35,16 +29,8 @@ pytest.importorskip("monailabel", reason="the monailabel extra is not installed 
 sitk = pytest.importorskip("SimpleITK")
 requests = pytest.importorskip("requests")
 
+from tests.monailabel.server import MonaiLabelServer  # noqa: E402
 from tests.monailabel.studies import make_studies  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-STARTUP_TIMEOUT_S = 120.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,62 +46,31 @@ class TestMONAILabelServer(unittest.TestCase):
         root = Path(cls.tmp.name)
         cls.studies = root / "studies"
         cls.expected = make_studies(cls.studies)
-        # start_server creates model/, lib/, logs/ and bin/ inside the app folder: run a copy, keep the repo clean
-        cls.app = root / "app"
-        shutil.copytree(REPO / "apps" / "monailabel_jrs", cls.app)
-        cls.port = _free_port()
-        cls.url = f"http://127.0.0.1:{cls.port}"
-        cls.log = open(root / "server.log", "w")
-        env = {**os.environ, "PYTHONWARNINGS": "ignore", "MONAI_LABEL_SESSIONS": "false",
-               "MONAI_LABEL_DATASTORE_AUTO_RELOAD": "false", "PYTHONPATH": str(REPO)}
-        cls.t_start = time.perf_counter()
-        cls.server = subprocess.Popen(
-            [sys.executable, "-m", "monai_jrs.monailabel", "start_server", "--app", str(cls.app),
-             "--studies", str(cls.studies), "--host", "127.0.0.1", "--port", str(cls.port),
-             "--conf", "preload", "true"],
-            stdout=cls.log, stderr=subprocess.STDOUT, env=env, cwd=root,
-        )
-        try:
-            cls.startup_s = cls._wait_ready()
-        except Exception:
-            cls._stop()
-            raise
-
-    @classmethod
-    def _wait_ready(cls) -> float:
-        deadline = time.perf_counter() + STARTUP_TIMEOUT_S
-        while time.perf_counter() < deadline:
-            if cls.server.poll() is not None:
-                raise RuntimeError(f"the server exited with {cls.server.returncode}:\n{cls._log_tail()}")
-            try:
-                with urllib.request.urlopen(cls.url + "/info/", timeout=5) as r:
-                    if r.status == 200:
-                        return time.perf_counter() - cls.t_start
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"the server did not answer /info/ within {STARTUP_TIMEOUT_S} s:\n{cls._log_tail()}")
-
-    @classmethod
-    def _log_tail(cls) -> str:
-        cls.log.flush()
-        return Path(cls.log.name).read_text()[-4000:]
-
-    @classmethod
-    def _stop(cls):
-        if cls.server.poll() is None:
-            cls.server.terminate()
-            try:
-                cls.server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                cls.server.kill()
-                cls.server.wait(timeout=20)
-        cls.log.close()
+        # no --host: the wrapper binds to 127.0.0.1 by default (tested below)
+        cls.server = MonaiLabelServer(cls.studies, conf={"preload": "true"}, host=None)
+        cls.server.start()
+        cls.url = cls.server.url
+        cls.startup_s = cls.server.startup_s
 
     @classmethod
     def tearDownClass(cls):
-        cls._stop()
+        cls.server.stop()
         cls.tmp.cleanup()
+
+    def test_binds_to_loopback_by_default(self):
+        """Started without --host, the server listens on 127.0.0.1 only (monailabel's own default: 0.0.0.0)."""
+        if not Path("/proc/net/tcp").is_file():
+            self.skipTest("needs Linux /proc/net/tcp to read the listening address")
+        listening = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            if Path(table).is_file():
+                for line in Path(table).read_text().splitlines()[1:]:
+                    local, state = line.split()[1], line.split()[3]
+                    addr, port = local.rsplit(":", 1)
+                    if state == "0A" and int(port, 16) == self.server.port:  # 0A: LISTEN
+                        listening.add(addr)
+        self.assertEqual(listening, {"0100007F"}, listening)  # 127.0.0.1, little-endian hex
+        self.assertNotIn("--host", self.server.command)
 
     def _post(self, path: str, params: dict | None = None) -> tuple[int, bytes, dict]:
         """POST like MONAI Label clients: a multipart form with ``params`` as a JSON string."""
