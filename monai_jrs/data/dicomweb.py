@@ -71,6 +71,8 @@ __all__ = [
     "SeriesRecord",
     "SegRecord",
     "DicomWebStore",
+    "DicomWebVisitSource",
+    "AUTOMATIC_SEG_DESCRIPTION",
     "derived_uid",
     "default_cache_dir",
 ]
@@ -89,6 +91,9 @@ ENV_NETRC = "MONAI_JRS_NETRC"
 ENV_CA_BUNDLE = "MONAI_JRS_DICOMWEB_CA_BUNDLE"
 
 _SEG_MODALITY = "SEG"
+#: SeriesDescription of the lung SEGs that ``monai-jrs pacs`` computes: results, not annotations, so they never serve
+#: as a reference label (an annotator who approves one saves it through MONAI Label, which stores it as a label).
+AUTOMATIC_SEG_DESCRIPTION = "JRS lung (automatic, not reviewed)"
 _SERIES_FIELDS = ("PatientID", "PatientName", "StudyDate", "StudyTime", "SeriesDate", "SeriesTime", "SeriesNumber",
                   "SeriesDescription", "NumberOfSeriesRelatedInstances", "StudyInstanceUID", "Modality")
 
@@ -527,9 +532,13 @@ class DicomWebStore:
                 out.append(info)
         return sorted(out, key=SegRecord.sort_key)
 
-    def newest_seg(self, record: SeriesRecord) -> SegRecord | None:
-        """The newest SEG referencing ``record``'s series (content date/time, then UID), or None."""
-        segs = self.segs_referencing(record)
+    def newest_seg(self, record: SeriesRecord, labels_only: bool = True) -> SegRecord | None:
+        """The newest SEG referencing ``record``'s series (content date/time, then UID), or None.
+
+        ``labels_only``: skip the automatic results of ``monai-jrs pacs`` (:data:`AUTOMATIC_SEG_DESCRIPTION`).
+        """
+        segs = [s for s in self.segs_referencing(record)
+                if not (labels_only and s.description == AUTOMATIC_SEG_DESCRIPTION)]
         return segs[-1] if segs else None
 
     def seg(self, series_uid: str) -> SegRecord | None:
@@ -548,7 +557,7 @@ class DicomWebStore:
         out: set[str] = set()
         for seg in self.series(modality=_SEG_MODALITY):
             info = self._seg_info(seg)
-            if info is not None:
+            if info is not None and info.description != AUTOMATIC_SEG_DESCRIPTION:
                 out.update(info.referenced_series)
         return out
 
@@ -651,6 +660,78 @@ class DicomWebStore:
             stored += [str(ds.SOPInstanceUID) for ds in items]
         self.forget()
         return stored
+
+
+class DicomWebVisitSource:
+    """The radiographs of a PACS as :class:`~monai_jrs.monailabel.reference.ReferenceFinder` reads a datastore:
+    image id = SeriesInstanceUID, visits from QIDO-RS, the label of an image = its newest SEG (not an automatic
+    result), files fetched on demand. The MONAI Label datastore (:mod:`monai_jrs.monailabel.dicomweb`) and
+    ``monai-jrs pacs`` both find references through it.
+
+    Args:
+        store: the PACS.
+    """
+
+    def __init__(self, store: DicomWebStore) -> None:
+        self.store = store
+
+    def list_images(self) -> list[str]:
+        """SeriesInstanceUIDs of the PACS's radiograph series (listing reused for ``store.ttl_s``)."""
+        return [r.series_uid for r in self.store.image_series()]
+
+    def has_image(self, image_id: str) -> bool:
+        """Whether ``image_id`` is a radiograph series of the PACS (one QIDO-RS query at most)."""
+        try:
+            self.store.record(image_id)
+        except PacsNotFoundError:
+            return False
+        return True
+
+    def patient_images(self, patient_id: str) -> list[str]:
+        """The radiograph series of one patient (one QIDO-RS query per modality)."""
+        return [r.series_uid for r in self.store.image_series(patient_id=patient_id)]
+
+    def visit_of(self, image_id: str) -> Any:
+        """The :class:`~monai_jrs.monailabel.reference.Visit` of ``image_id`` from QIDO-RS (PatientID, StudyDate and
+        StudyTime, else SeriesDate and SeriesTime), None for an unknown series or one without PatientID."""
+        from monai_jrs.monailabel.reference import Visit
+
+        try:
+            rec = self.store.record(image_id)
+        except PacsNotFoundError:
+            return None
+        return Visit(image_id, rec.patient_id, rec.time, None, "dicomweb") if rec.patient_id else None
+
+    def get_image_uri(self, image_id: str) -> str:
+        """The local ``.dcm`` of the series' first instance ("" for an unknown series)."""
+        try:
+            rec = self.store.record(image_id)
+        except PacsNotFoundError:
+            return ""
+        return str(self.store.download(rec.study_uid, rec.series_uid, folder="images"))
+
+    def get_image_info(self, image_id: str) -> dict[str, Any]:
+        """The QIDO-RS attributes of the series ({} for an unknown one)."""
+        try:
+            return self.store.record(image_id).info()
+        except PacsNotFoundError:
+            return {}
+
+    def get_label_by_image_id(self, image_id: str, tag: str = "final") -> str:
+        """The SeriesInstanceUID of the newest label SEG referencing the image ("" when none)."""
+        try:
+            rec = self.store.record(image_id)
+        except PacsNotFoundError:
+            return ""
+        seg = self.store.newest_seg(rec)
+        return seg.series_uid if seg is not None else ""
+
+    def get_label_uri(self, label_id: str, label_tag: str = "final") -> str:
+        """The local copy of the SEG series ``label_id`` ("" when there is none)."""
+        seg = self.store.seg(label_id)
+        if seg is None:
+            return ""
+        return str(self.store.download(seg.study_uid, seg.series_uid, seg.sop_uid or None, folder="segs"))
 
 
 def _pydicom3() -> bool:

@@ -54,11 +54,11 @@ from monai_jrs.data.dicomweb import (
     IMAGE_MODALITIES,
     DicomWebCredentials,
     DicomWebStore,
+    DicomWebVisitSource,
     PacsError,
     PacsNotFoundError,
     derived_uid,
 )
-from monai_jrs.monailabel.reference import Visit
 from monai_jrs.utils.deps import require
 
 __all__ = ["JRSDicomWebDatastore", "FINAL_TAG", "LABEL_SERIES_DESCRIPTION"]
@@ -92,7 +92,7 @@ def _http_errors(fn: F) -> F:
     return wrapped  # type: ignore[return-value]
 
 
-class JRSDicomWebDatastore(_ml.Datastore):
+class JRSDicomWebDatastore(DicomWebVisitSource, _ml.Datastore):
     """MONAI Label datastore on a DICOMweb PACS (see the module docstring).
 
     Args:
@@ -119,7 +119,7 @@ class JRSDicomWebDatastore(_ml.Datastore):
                 raise ValueError("expected a DICOMweb `url` or a `store`, got neither.")
             store = DicomWebStore(url, credentials=credentials, cache_dir=cache_dir, modalities=modalities,
                                   ttl_s=ttl_s)
-        self.store = store
+        super().__init__(store)
         self._name = f"DICOMweb {store.url}"
         self._description = f"radiographs ({'/'.join(store.modalities)}) of the PACS {store.url}"
         self._lock = threading.RLock()
@@ -140,44 +140,7 @@ class JRSDicomWebDatastore(_ml.Datastore):
         self._description = description
 
     # ------------------------------------------------------------------ images and visits
-    @_http_errors
-    def list_images(self) -> list[str]:
-        """SeriesInstanceUIDs of the PACS's radiograph series (listing reused for ``ttl_s``)."""
-        return [r.series_uid for r in self.store.image_series()]
-
-    @_http_errors
-    def has_image(self, image_id: str) -> bool:
-        """Whether ``image_id`` is a radiograph series of the PACS (one QIDO-RS query at most)."""
-        try:
-            self.store.record(image_id)
-        except PacsNotFoundError:
-            return False
-        return True
-
-    @_http_errors
-    def patient_images(self, patient_id: str) -> list[str]:
-        """The radiograph series of one patient (one QIDO-RS query per modality)."""
-        return [r.series_uid for r in self.store.image_series(patient_id=patient_id)]
-
-    @_http_errors
-    def visit_of(self, image_id: str) -> Visit | None:
-        """The visit of ``image_id`` from QIDO-RS: PatientID and StudyDate/StudyTime (else SeriesDate/Time)."""
-        try:
-            rec = self.store.record(image_id)
-        except PacsNotFoundError:
-            return None
-        if rec.patient_id is None:
-            return None
-        return Visit(image_id, rec.patient_id, rec.time, None, "dicomweb")
-
-    @_http_errors
-    def get_image_uri(self, image_id: str) -> str:
-        """The local ``.dcm`` of the series' first instance ("" for an unknown series, as MONAI Label expects)."""
-        try:
-            rec = self.store.record(image_id)
-        except PacsNotFoundError:
-            return ""
-        return str(self.store.download(rec.study_uid, rec.series_uid, folder="images"))
+    # list_images, has_image, patient_images, visit_of, get_image_uri: DicomWebVisitSource (HTTP errors: see below)
 
     def get_image(self, image_id: str, params: Any = None) -> Any:
         uri = self.get_image_uri(image_id)
@@ -185,11 +148,8 @@ class JRSDicomWebDatastore(_ml.Datastore):
 
     @_http_errors
     def get_image_info(self, image_id: str) -> dict[str, Any]:
-        try:
-            rec = self.store.record(image_id)
-        except PacsNotFoundError:
-            return {}
-        return {**rec.info(), **self._local_info().get("images", {}).get(image_id, {})}
+        info = super().get_image_info(image_id)
+        return {**info, **self._local_info().get("images", {}).get(image_id, {})} if info else {}
 
     @_http_errors
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
@@ -229,12 +189,7 @@ class JRSDicomWebDatastore(_ml.Datastore):
         """``final``: the SeriesInstanceUID of the newest SEG referencing the image; other tags: the local label."""
         if tag != FINAL_TAG:
             return image_id if self._local_label(image_id, tag) is not None else ""
-        try:
-            rec = self.store.record(image_id)
-        except PacsNotFoundError:
-            return ""
-        seg = self.store.newest_seg(rec)
-        return seg.series_uid if seg is not None else ""
+        return super().get_label_by_image_id(image_id, tag)
 
     def get_labels_by_image_id(self, image_id: str) -> dict[str, str]:
         out = {}
@@ -254,10 +209,7 @@ class JRSDicomWebDatastore(_ml.Datastore):
         if label_tag != FINAL_TAG:
             p = self._local_label(label_id, label_tag)
             return str(p) if p is not None else ""
-        seg = self.store.seg(label_id)
-        if seg is None:
-            return ""
-        return str(self.store.download(seg.study_uid, seg.series_uid, seg.sop_uid or None, folder="segs"))
+        return super().get_label_uri(label_id, label_tag)
 
     def get_label(self, label_id: str, label_tag: str, params: Any = None) -> Any:
         uri = self.get_label_uri(label_id, label_tag)
@@ -423,3 +375,9 @@ class JRSDicomWebDatastore(_ml.Datastore):
             tmp = self._info_path.with_suffix(".part")
             tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
             os.replace(tmp, self._info_path)
+
+
+# the read side inherited from DicomWebVisitSource answers PACS failures with their HTTP status too
+for _name in ("list_images", "has_image", "patient_images", "visit_of", "get_image_uri"):
+    setattr(JRSDicomWebDatastore, _name, _http_errors(getattr(DicomWebVisitSource, _name)))
+del _name
