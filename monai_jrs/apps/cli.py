@@ -8,7 +8,8 @@
 # WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
 # See the License for the specific language governing permissions and
 # limitations under the License.
-"""``monai-jrs`` command line: ``monai-jrs register --reference REF --reference-mask MASK --floating FLT ... -o OUT``."""
+"""``monai-jrs`` command line: ``monai-jrs register --reference REF --reference-mask MASK --floating FLT ... -o OUT``
+and ``monai-jrs pacs --url URL --patient ID`` (:mod:`monai_jrs.apps.pacs`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="register follow-up X-rays onto an annotated reference and segment their lungs",
         description="Register each floating (follow-up) X-ray onto the reference and write, per floating image, "
         "OUT_DIR/<stem>/{registered,ddf,registered_mask,floating_mask}.nii.gz, overlay.png, metrics.json and, for "
-        "DICOM inputs, floating_mask_seg.dcm.",
+        "DICOM inputs, floating_mask_seg.dcm; also subtraction.nii.gz/.png, the temporal subtraction (follow-up with "
+        "intensities matched minus reference; bright = denser at follow-up).",
     )
     reg.add_argument("--reference", required=True, help="reference X-ray: DICOM file/folder, PNG/JPEG, NIfTI")
     reg.add_argument("--reference-mask", required=True, help="lung mask of the reference: PNG, NIfTI, NumPy, DICOM SEG")
@@ -46,21 +48,54 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write overlay.png, a preview with the lung contours (--no-overlay: faster)")
     reg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     reg.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    pacs = sub.add_parser(
+        "pacs",
+        help="register every follow-up of a patient in a DICOMweb PACS and store SEG, overlay and subtraction back",
+        description="Find the patient's labelled reference visit in a DICOMweb PACS (QIDO-RS), register every other "
+        "DX/CR visit onto it and store, as new series in each follow-up's study that reference the sources (STOW-RS): "
+        "the lung SEG, a Secondary Capture with the lung contour and a Secondary Capture temporal subtraction "
+        "(follow-up minus reference after intensity matching). A second run stores nothing twice; nothing in the "
+        "PACS is modified or deleted. Credentials: MONAI_JRS_DICOMWEB_USERNAME + MONAI_JRS_DICOMWEB_PASSWORD, "
+        "MONAI_JRS_DICOMWEB_TOKEN or a netrc file (MONAI_JRS_NETRC, default ~/.netrc), never on the command line; "
+        "MONAI_JRS_DICOMWEB_CA_BUNDLE: CA file of an https PACS. Exit status: 0 done, 1 some follow-ups failed, "
+        "2 bad request (unknown patient/study, no labelled visit, PACS unreachable or refusing the credentials).",
+    )
+    pacs.add_argument("--url", required=True, help="DICOMweb base URL, e.g. http://127.0.0.1:8042/dicom-web")
+    who = pacs.add_mutually_exclusive_group(required=True)
+    who.add_argument("--patient", help="PatientID: every visit but the reference is a follow-up")
+    who.add_argument("--study", help="StudyInstanceUID: its DX/CR series are the follow-ups")
+    pacs.add_argument("--reference", default="earliest", choices=("earliest", "latest", "nearest"),
+                      help="which labelled visit is the reference (default: earliest)")
+    pacs.add_argument("--output", "-o", default=None,
+                      help="also keep the monai-jrs register files under OUTPUT/<follow-up series UID>/")
+    pacs.add_argument("--bundle", default=None, help="bundle folder (default: the bundle shipped with monai_jrs)")
+    pacs.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    pacs.add_argument("--size", type=int, default=None, help="network grid size (default: the bundle's)")
+    pacs.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
+                      help="full-resolution refinement (default; --no-refine: the network alone)")
+    pacs.add_argument("--dry-run", action="store_true", help="report what would be stored; register nothing")
+    pacs.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input or existing outputs)."""
+    """Run the command line; returns the exit status (0 ok, 1 some PACS follow-ups failed, 2 bad input or existing
+    outputs)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from monai_jrs.apps.registration import register
-
     if args.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             print("error: --device cuda requested but no CUDA device is available.", file=sys.stderr)
             return 2
+    if args.command == "pacs":
+        from monai_jrs.apps.pacs import main_pacs
+
+        return main_pacs(args)
+    from monai_jrs.apps.registration import register
+
     try:
         results = register(
             args.reference, args.reference_mask, args.floating, args.output, bundle_dir=args.bundle,

@@ -410,27 +410,35 @@ class ReferenceFinder:
                 f"the patient of image {image_id!r} is unknown: expected a DICOM file with PatientID or an entry in "
                 "the visit mapping (--conf reference_mapping <file.json>), got neither."
             )
-        patient_images = getattr(datastore, "patient_images", None)
-        if callable(patient_images) and self.resolver.mapping is None:
-            images = list(patient_images(requested.patient_id))  # DICOMweb: one QIDO-RS query by PatientID
-        elif callable(has_image):
-            images = list(datastore.list_images())
-        same_patient = []
-        for other in images:
-            if other == image_id:
-                continue
-            visit = self.resolver(datastore, other)
-            if visit.patient_id == requested.patient_id:
-                same_patient.append(visit)
-        labelled = sorted((v for v in same_patient if self._label_id(datastore, v.image_id)), key=Visit.sort_key)
+        labelled = self.labelled_visits(datastore, requested.patient_id, exclude=(image_id,))
         if not labelled:
-            others = ", ".join(v.image_id for v in sorted(same_patient, key=Visit.sort_key)) or "none"
+            others = [v for v in self.patient_visits(datastore, requested.patient_id) if v.image_id != image_id]
+            names = ", ".join(v.image_id for v in sorted(others, key=Visit.sort_key)) or "none"
             raise ReferenceNotFoundError(
                 f"no labelled reference for image {image_id!r}: expected another visit of patient "
-                f"{requested.patient_id!r} with a saved {self.label_tag!r} label, got none (other visits: {others}). "
+                f"{requested.patient_id!r} with a saved {self.label_tag!r} label, got none (other visits: {names}). "
                 "Annotate one visit of this patient and save the label first."
             )
-        chosen = self._choose(requested, labelled)
+        return self.reference(datastore, self.choose(requested, labelled), requested, labelled)
+
+    def patient_visits(self, datastore: _Datastore, patient_id: str) -> list[Visit]:
+        """Every visit of ``patient_id`` in the datastore (``patient_images`` when the datastore offers it)."""
+        patient_images = getattr(datastore, "patient_images", None)
+        if callable(patient_images) and self.resolver.mapping is None:
+            images = list(patient_images(patient_id))  # DICOMweb: one QIDO-RS query by PatientID
+        else:
+            images = list(datastore.list_images())
+        visits = (self.resolver(datastore, i) for i in images)
+        return [v for v in visits if v.patient_id == patient_id]
+
+    def labelled_visits(self, datastore: _Datastore, patient_id: str, exclude: Sequence[str] = ()) -> list[Visit]:
+        """The visits of ``patient_id`` with a saved label (but those in ``exclude``), sorted by visit order."""
+        return sorted((v for v in self.patient_visits(datastore, patient_id)
+                       if v.image_id not in exclude and self._label_id(datastore, v.image_id)), key=Visit.sort_key)
+
+    def reference(self, datastore: _Datastore, chosen: Visit, requested: Visit,
+                  labelled: Sequence[Visit]) -> Reference:
+        """The :class:`Reference` of ``requested`` once ``chosen`` is picked among ``labelled``."""
         label_id = self._label_id(datastore, chosen.image_id)
         return Reference(
             image_id=chosen.image_id,
@@ -445,7 +453,8 @@ class ReferenceFinder:
     def _label_id(self, datastore: _Datastore, image_id: str) -> str:
         return datastore.get_label_by_image_id(image_id, self.label_tag) or ""
 
-    def _choose(self, requested: Visit, labelled: list[Visit]) -> Visit:
+    def choose(self, requested: Visit, labelled: Sequence[Visit]) -> Visit:
+        """The reference of ``requested`` among ``labelled`` by :attr:`choice` (ties: smallest image id, warned)."""
         dated = [v for v in labelled if v.time is not None]
         pool = dated if dated else labelled
         if not dated:

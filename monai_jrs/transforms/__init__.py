@@ -15,6 +15,8 @@
   appearance randomisation (:class:`RandSynthAppearance`).
 - :mod:`~monai_jrs.transforms.deformation`: synthetic deformations (paper / follow-up protocols).
 - :mod:`~monai_jrs.transforms.post`: post-processing of predicted masks.
+- :mod:`~monai_jrs.transforms.subtraction`: temporal subtraction (registered follow-up minus reference, intensities
+  matched; positive = follow-up denser) for interval change, and its display image.
 - :mod:`~monai_jrs.transforms.io`: loading radiographs and lung masks, writing registration results.
 """
 
@@ -77,6 +79,20 @@ from .spatial import (
     full_resolution_ddf,
     resize_to_network,
     restore_to_original,
+)
+from .subtraction import (
+    MATCH_METHODS,
+    SIGN_CONVENTION,
+    TemporalSubtraction,
+    TemporalSubtractiond,
+    TemporalSubtractionD,
+    TemporalSubtractionDict,
+    display_window,
+    field_of_view_mask,
+    match_intensity,
+    subtraction_of,
+    subtraction_to_display,
+    temporal_subtraction,
 )
 from .io import (  # isort: skip
     LoadLungMask,

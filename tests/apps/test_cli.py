@@ -101,6 +101,9 @@ class TestRegisterCLI(unittest.TestCase):
         self.assertEqual(ddf.shape, (300, 260, 1, 1, 2))
         self.assertEqual(_nii(folder / "registered_mask.nii.gz").shape, (300, 260))
         self.assertEqual(_nii(folder / "floating_mask.nii.gz").shape, (360, 312))  # floating grid
+        subtraction = _nii(folder / "subtraction.nii.gz")
+        self.assertEqual((subtraction.shape, subtraction.dtype), ((300, 260), np.dtype(np.float32)))  # reference grid
+        self.assertEqual(np.asarray(Image.open(folder / "subtraction.png")).shape, (300, 260))
         ddf_t, err = self._lung_tre(folder)
         self.assertLess(float(err.mean()), 2.0, f"mean TRE in the lungs {float(err.mean()):.2f} px")
         p = torch.stack(torch.meshgrid(torch.arange(300.0), torch.arange(260.0), indexing="ij"))[None]
@@ -114,6 +117,12 @@ class TestRegisterCLI(unittest.TestCase):
         self.assertGreater(metrics["dice_reference_vs_registered_mask"], 0.8)
         self.assertLess(metrics["folding_percent"], 0.5)
         self.assertIsNone(metrics["spacing_reference_mm"])
+        # same anatomy: the subtraction is small in the lungs; the shift leaves part of the grid outside the follow-up
+        lungs = self.ref_mask[0, 0].numpy() > 0.5
+        self.assertLess(float(np.abs(subtraction[lungs]).mean()), 0.05)
+        self.assertLess(metrics["subtraction"]["valid_percent"], 100.0)
+        self.assertGreater(metrics["subtraction"]["valid_percent"], 90.0)
+        self.assertEqual(metrics["subtraction"]["method"], "histogram")
         for k in ("load_floating_s", "network_s", "resample_s", "write_s", "total_s"):
             self.assertGreaterEqual(metrics["timings_s"][k], 0.0)
 
