@@ -357,6 +357,7 @@ class DicomWebStore:
         ca_bundle: CA certificates for ``https://`` (default :data:`ENV_CA_BUNDLE`, else the system's); TLS
             verification cannot be switched off.
         client: a ``dicomweb_client.DICOMwebClient`` to use instead of building one (tests).
+        retries: how often a failed request (refused connection, HTTP 429/503/504) is retried, after 0.5 s, 1 s, ...
 
     Raises:
         ValueError: a malformed URL, credentials in the URL, or incomplete credentials.
@@ -373,6 +374,7 @@ class DicomWebStore:
         timeout_s: float = 60.0,
         ca_bundle: str | os.PathLike | None = None,
         client: Any = None,
+        retries: int = 1,
     ) -> None:
         self.url = check_dicomweb_url(url)
         self.credentials = credentials if credentials is not None else resolve_credentials(self.url)
@@ -386,6 +388,9 @@ class DicomWebStore:
         if ca is not None and not os.path.isfile(ca):
             raise ValueError(f"CA bundle {ca}: expected a PEM file of certificate authorities, got no such file.")
         self.ca_bundle = str(ca) if ca is not None else None
+        if retries < 0:
+            raise ValueError(f"`retries` must be >= 0, got {retries}.")
+        self.retries = int(retries)
         self._client = client if client is not None else self._make_client()
         self._lock = threading.RLock()
         self._series_cache: dict[tuple, tuple[float, list[SeriesRecord]]] = {}
@@ -409,7 +414,12 @@ class DicomWebStore:
             else:
                 session.auth = (self.credentials.username, self.credentials.password)
         session.request = _with_timeout(session.request, self.timeout_s)  # type: ignore[method-assign]
-        return web.DICOMwebClient(url=self.url, session=session)
+        client = web.DICOMwebClient(url=self.url, session=session)
+        # dicomweb-client retries every failed request 5 times with exponential waits (30 s on a refused
+        # connection); answer quickly instead, retrying once after 0.5 s (429/503/504 and transport errors)
+        client.set_http_retry_params(retry=self.retries > 0, max_attempts=self.retries + 1,
+                                     wait_exponential_multiplier=250)
+        return client
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run a DICOMweb call, turning transport and HTTP failures into :class:`PacsError` with the reason."""

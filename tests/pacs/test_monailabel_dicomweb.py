@@ -25,6 +25,9 @@ pytest.importorskip("monailabel", reason="the monailabel extra is not installed 
 sitk = pytest.importorskip("SimpleITK")
 requests = pytest.importorskip("requests")
 
+import pydicom  # noqa: E402
+
+from monai_jrs.data.testing import make_dx_dicom, make_sr_dicom  # noqa: E402
 from tests.monailabel.server import MonaiLabelServer  # noqa: E402
 from tests.pacs.orthanc import Orthanc, orthanc_unavailable  # noqa: E402
 from tests.pacs.studies import make_pacs_studies  # noqa: E402
@@ -190,8 +193,48 @@ class TestMONAILabelOnOrthanc(unittest.TestCase):
         r = requests.delete(f"{self.server.url}/datastore/image", params={"id": v.series_uid}, timeout=30)
         self.assertEqual(r.status_code, 405, r.text)
         self.assertEqual(self.pacs.count_instances(), n)
+        # a corrupt instance (pixel data cut short) of a labelled patient: 422 with the reason
+        root = Path(self.tmp.name)
+        bad = make_dx_dicom(root / "bad.dcm", np.zeros((64, 48), np.uint16), patient_id="P1", study_date="20240301")
+        ds = pydicom.dcmread(bad)
+        ds.PixelData = ds.PixelData[:100]
+        ds.save_as(bad)
+        self.pacs.upload(bad)
+        # a non-image instance (a text SR) is no image of the datastore
+        sr = pydicom.dcmread(make_sr_dicom(root / "sr.dcm", patient_id="P1", study_date="20240301"))
+        self.pacs.upload(root / "sr.dcm")
+        time.sleep(1.2)  # the listing TTL of this server (--conf dicomweb_ttl 1): new studies show within seconds
+        self.assertEqual(self.server.info()["datastore"]["total"], 6)
+        r = self._infer(str(ds.SeriesInstanceUID))
+        self.assertEqual(r.status_code, 422, r.text)
+        self.assertIn("cannot use this image", r.json()["detail"])
+        r = self._infer(str(sr.SeriesInstanceUID))
+        self.assertEqual(r.status_code, 404, r.text)
+        # duplicate uploads through MONAI Label (PUT /datastore/image) store nothing twice
+        n = self.pacs.count_instances()
+        for _ in range(2):
+            with open(self.visits["p2_v0"].path, "rb") as f:
+                r = requests.put(f"{self.server.url}/datastore/image", params={"image": "p2_v0"},
+                                 files={"file": ("p2_v0.dcm", f), "params": (None, "{}")}, timeout=60)
+            self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(self.pacs.count_instances(), n)
+        with open(junk, "rb") as f:
+            r = requests.put(f"{self.server.url}/datastore/image", params={"image": "junk"},
+                             files={"file": ("junk.txt", f), "params": (None, "{}")}, timeout=60)
+        self.assertEqual(r.status_code, 415, r.text)
         # the server keeps serving
-        self.assertEqual(self.server.info()["datastore"]["total"], 5)
+        self.assertEqual(self.server.info()["datastore"]["total"], 6)
+        self.assertTrue(self.server.alive())
+
+    def test_4_pacs_down(self):
+        """The PACS goes away: requests answer 503 with the reason, the server keeps running."""
+        self.pacs.stop()
+        time.sleep(1.2)  # past the listing TTL
+        r = self._infer(self.visits["p1_v1"].series_uid)
+        self.assertEqual(r.status_code, 503, r.text)
+        self.assertIn("is not reachable", r.json()["detail"])
+        r = requests.get(f"{self.server.url}/info/", timeout=30)
+        self.assertEqual(r.status_code, 503, r.text)
         self.assertTrue(self.server.alive())
 
 
