@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "faster and less accurate (docs/evaluation.md, real radiographs)")
     reg.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
                      help="write overlay.png, a preview with the lung contours (--no-overlay: faster)")
+    reg.add_argument("--subtraction", action=argparse.BooleanOptionalAction, default=True,
+                     help="write subtraction.nii.gz and subtraction.png, the temporal subtraction (registered "
+                          "follow-up minus reference after intensity matching; --no-subtraction: faster)")
     reg.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     reg.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -100,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = register(
             args.reference, args.reference_mask, args.floating, args.output, bundle_dir=args.bundle,
             device=args.device, size=args.size, overwrite=args.overwrite, progress=not args.no_progress,
-            refine=args.refine, overlay=args.overlay,
+            refine=args.refine, overlay=args.overlay, subtraction=args.subtraction,
         )
     except (FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

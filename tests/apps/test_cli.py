@@ -138,11 +138,12 @@ class TestRegisterCLI(unittest.TestCase):
         return ddf_t, (ddf_t - true)[lungs].view(2, -1).norm(dim=0)
 
     def test_refine_stays_subpixel(self):
-        """The default (full-resolution dense refinement) against --no-refine (the network alone); --no-overlay."""
+        """The default (full-resolution dense refinement) against --no-refine (the network alone); --no-overlay,
+        --no-subtraction."""
         args = ["--reference", str(self.inputs / "ref.png"), "--reference-mask", str(self.inputs / "ref_mask.png"),
                 "--floating", str(self.inputs / "flt.png")]
         plain, refined = Path(self.tmp.name) / "out_plain", Path(self.tmp.name) / "out_refined"
-        for out, extra in ((plain, ["--no-refine", "--no-overlay"]), (refined, [])):
+        for out, extra in ((plain, ["--no-refine", "--no-overlay", "--no-subtraction"]), (refined, [])):
             proc = _cli(*args, "--output", str(out), *extra)
             self.assertEqual(proc.returncode, 0, proc.stderr)
         err_plain, err_refined = self._lung_tre(plain / "flt")[1].mean(), self._lung_tre(refined / "flt")[1].mean()
@@ -162,6 +163,10 @@ class TestRegisterCLI(unittest.TestCase):
         self.assertEqual(plain_metrics["quality"], {})
         self.assertTrue((refined / "flt" / "overlay.png").is_file())
         self.assertFalse((plain / "flt" / "overlay.png").exists())
+        self.assertTrue((refined / "flt" / "subtraction.nii.gz").is_file())
+        self.assertFalse((plain / "flt" / "subtraction.nii.gz").exists())
+        self.assertFalse((plain / "flt" / "subtraction.png").exists())
+        self.assertIsNone(plain_metrics["subtraction"])
         self.assertGreater(metrics["dice_reference_vs_registered_mask"], 0.95)  # the reference mask itself
         self.assertLess(metrics["folding_percent"], 0.5)
 
