@@ -25,7 +25,6 @@ import os
 import shutil
 import sys
 import subprocess
-import tempfile
 import unittest
 import warnings
 from pathlib import Path
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 from parameterized import parameterized
 
+from tests.data.test_io import _TmpCase
 from tests.test_utils import SkipIfNoModule
 
 # (rows, cols): not square, so a transposed mask fails; 47 x 63 frames are not byte-aligned at 1 bit per pixel.
@@ -229,13 +229,6 @@ def _hand_seg(
     return path
 
 
-class _TmpCase(unittest.TestCase):
-    def setUp(self):
-        self._tmp = tempfile.TemporaryDirectory()
-        self.root = Path(self._tmp.name)
-
-    def tearDown(self):
-        self._tmp.cleanup()
 
 
 @SkipIfNoModule("highdicom")

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import unittest
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,14 +23,11 @@ from monai.data import MetaTensor
 from parameterized import parameterized
 from PIL import Image
 
-from monai_jrs.data.testing import make_chest_phantom, make_synthetic_xray
+from monai_jrs.data.testing import make_chest_phantom
 from monai_jrs.data.writers import OUTPUT_FILES
 from monai_jrs.transforms import (
     MATCH_METHODS,
     SIGN_CONVENTION,
-    LoadLungMask,
-    LoadXRay,
-    ResizeToNetwork,
     SaveRegistrationOutputs,
     TemporalSubtraction,
     TemporalSubtractiond,
@@ -43,6 +38,7 @@ from monai_jrs.transforms import (
     subtraction_to_display,
     temporal_subtraction,
 )
+from tests.transforms.io.test_save_registration_outputs import PairFixture
 
 SHAPE = (96, 112)
 NODULE = (40, 28)  # inside the left lung of the phantom (about 2800 lung pixels)
@@ -264,28 +260,16 @@ class TestTemporalSubtractionTransforms(unittest.TestCase):
         self.assertLess(float(out["subtraction"].abs().max()), 1e-6)
 
 
-class TestRegisterSubtractionFiles(unittest.TestCase):
+class TestRegisterSubtractionFiles(PairFixture, unittest.TestCase):
     """``subtraction.nii.gz``, ``subtraction.png`` and ``metrics.json["subtraction"]`` of ``monai-jrs register``
     (written by :func:`~monai_jrs.data.writers.save_registration_result`), from an identity network output."""
 
     def setUp(self):
-        self._tmp = tempfile.TemporaryDirectory()
-        self.root = Path(self._tmp.name)
-        image, mask = make_synthetic_xray((40, 36), seed=1)
-        np.save(self.root / "ref.npy", image)
-        np.save(self.root / "ref_mask.npy", mask)
-        np.save(self.root / "flt.npy", np.roll(make_synthetic_xray((48, 40), seed=2)[0], 1, axis=1))
-        self.ref, self.flt = LoadXRay()(self.root / "ref.npy"), LoadXRay()(self.root / "flt.npy")
-        self.ref_mask = LoadLungMask()(self.root / "ref_mask.npy", self.ref)
-        resize = ResizeToNetwork(32)
-        self.ref_net, self.mask_net, self.flt_net = resize(self.ref), resize(self.ref_mask), resize(self.flt)
+        super().setUp()
         prob = self.mask_net.as_tensor()
         ddf = torch.zeros(2, 32, 32)
         ddf[1] = 3.0  # network pixels: the right border of the reference grid sees no floating data
         self.pred = torch.cat([self.flt_net.as_tensor(), prob, (prob > 0.5).float(), ddf])
-
-    def tearDown(self):
-        self._tmp.cleanup()
 
     def test_files_match_the_transform_and_metrics(self):
         import nibabel as nib

@@ -31,7 +31,10 @@ from monai_jrs.transforms import (
 )
 
 
-class TestSaveRegistrationOutputs(unittest.TestCase):
+class PairFixture:
+    """A small reference/floating pair loaded and resized to a 32 px network grid, with an identity "network output"
+    ``self.pred`` (registered = floating on the network grid, the reference mask, zero DDF)."""
+
     def setUp(self):
         self._tmp = tempfile.TemporaryDirectory()
         self.root = Path(self._tmp.name)
@@ -50,6 +53,8 @@ class TestSaveRegistrationOutputs(unittest.TestCase):
     def tearDown(self):
         self._tmp.cleanup()
 
+
+class TestSaveRegistrationOutputs(PairFixture, unittest.TestCase):
     def _array(self, out: Path, **kwargs):
         return SaveRegistrationOutputs(out, **kwargs)(
             self.pred, self.ref, self.ref_mask, self.flt, self.ref_net.meta["grid_info"], self.flt_net.meta["grid_info"]
