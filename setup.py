@@ -53,7 +53,8 @@ extras_require = {
     "onnx": ["onnx>=1.17", "onnxruntime>=1.20", "onnxscript>=0.2"],
     # MONAI Label 0.8.5 needs torchvision; see docs/monailabel.md: install torch==2.14.1 torchvision==0.29.1 first.
     # SimpleITK writes the result labels with the image geometry (docs/monailabel.md).
-    "monailabel": ["monailabel==0.8.5", "SimpleITK>=2.2", "dicomweb-client>=0.59", "requests>=2.28"],
+    # fastapi (a dependency of monailabel): the DICOMweb datastore answers HTTP errors itself
+    "monailabel": ["monailabel==0.8.5", "SimpleITK>=2.2", "dicomweb-client>=0.59", "requests>=2.28", "fastapi"],
     # monai-jrs pacs and the MONAI Label DICOMweb datastore (docs/pacs.md)
     "pacs": ["dicomweb-client>=0.59", "requests>=2.28"],
 }

@@ -66,7 +66,13 @@ __all__ = ["JRSDicomWebDatastore", "FINAL_TAG", "LABEL_SERIES_DESCRIPTION"]
 logger = logging.getLogger(__name__)
 
 _ml = require("monailabel.interfaces.datastore", "the MONAI Label DICOMweb datastore")
-from fastapi import HTTPException  # noqa: E402  (a dependency of monailabel)
+
+
+def _http(status: int, detail: str) -> Exception:
+    """A FastAPI ``HTTPException`` (MONAI Label answers it with ``status`` and ``{"detail": detail}``)."""
+    from fastapi import HTTPException  # a dependency of monailabel
+
+    return HTTPException(status_code=status, detail=detail)
 
 #: MONAI Label's tag of the saved (approved) labels: these go to the PACS as DICOM SEG.
 FINAL_TAG = "final"
@@ -87,7 +93,7 @@ def _http_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except PacsError as e:
             logger.warning("%s: %s", fn.__name__, e)
-            raise HTTPException(status_code=e.http_status, detail=str(e)) from e
+            raise _http(e.http_status, str(e)) from e
 
     return wrapped  # type: ignore[return-value]
 
@@ -159,15 +165,15 @@ class JRSDicomWebDatastore(DicomWebVisitSource, _ml.Datastore):
         from monai_jrs.data.dicom import is_dicom_file, read_dicom_xray
 
         if not is_dicom_file(image_filename):
-            raise HTTPException(status_code=415, detail=f"{image_id!r}: the PACS datastore stores DICOM radiographs "
+            raise _http(415, f"{image_id!r}: the PACS datastore stores DICOM radiographs "
                                                         "only, got a file that is not DICOM.")
         try:
             read_dicom_xray(image_filename)
         except ValueError as e:
-            raise HTTPException(status_code=422, detail=f"{image_id!r}: not a usable radiograph: {e}") from e
+            raise _http(422, f"{image_id!r}: not a usable radiograph: {e}") from e
         ds = pydicom.dcmread(image_filename)
         if str(ds.get("Modality", "")).upper() not in self.store.modalities:
-            raise HTTPException(status_code=422, detail=f"{image_id!r}: expected Modality in "
+            raise _http(422, f"{image_id!r}: expected Modality in "
                                                         f"{self.store.modalities}, got {ds.get('Modality')!r}.")
         if not self.store.has_instance(str(ds.StudyInstanceUID), str(ds.SOPInstanceUID)):
             self.store.store([ds])
@@ -177,7 +183,7 @@ class JRSDicomWebDatastore(DicomWebVisitSource, _ml.Datastore):
         return str(ds.SeriesInstanceUID)
 
     def remove_image(self, image_id: str) -> None:
-        raise HTTPException(status_code=405, detail="the PACS datastore never deletes anything from the PACS; "
+        raise _http(405, "the PACS datastore never deletes anything from the PACS; "
                                                     f"remove {image_id!r} in the PACS itself.")
 
     def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:
@@ -252,13 +258,13 @@ class JRSDicomWebDatastore(DicomWebVisitSource, _ml.Datastore):
         try:
             rec = self.store.record(image_id)
         except PacsNotFoundError:
-            raise HTTPException(status_code=404, detail=f"image {image_id!r} is not a {'/'.join(self.store.modalities)}"
+            raise _http(404, f"image {image_id!r} is not a {'/'.join(self.store.modalities)}"
                                                         f" series of the PACS {self.store.url}.") from None
         name = os.path.basename(label_filename).lower()
         ext = next((e for e in _LABEL_EXTENSIONS if name.endswith(e)), "")
         if label_tag != FINAL_TAG:
             if not ext:
-                raise HTTPException(status_code=415, detail=f"label files must be one of {_LABEL_EXTENSIONS}, got "
+                raise _http(415, f"label files must be one of {_LABEL_EXTENSIONS}, got "
                                                             f"{os.path.basename(label_filename)!r}.")
             dest = self.store.cache_dir / "labels" / label_tag / f"{image_id}{ext}"
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -290,24 +296,24 @@ class JRSDicomWebDatastore(DicomWebVisitSource, _ml.Datastore):
         if is_dicom_file(label_filename):
             ds = pydicom.dcmread(label_filename)
             if str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASS_UIDS:
-                raise HTTPException(status_code=415, detail=f"a DICOM label must be a SEG, got SOP class "
+                raise _http(415, f"a DICOM label must be a SEG, got SOP class "
                                                             f"{ds.get('SOPClassUID')} / Modality {ds.get('Modality')}.")
             try:
                 read_dicom_seg(label_filename, source_sop_instance_uid=str(image.SOPInstanceUID))
             except ValueError as e:
-                raise HTTPException(status_code=422, detail=f"the SEG does not label image {image_id!r}: {e}") from e
+                raise _http(422, f"the SEG does not label image {image_id!r}: {e}") from e
             return ds  # stored as it is, with its own UIDs
         if ext not in _LABEL_EXTENSIONS:
-            raise HTTPException(status_code=415, detail=f"label files must be one of {_LABEL_EXTENSIONS} on the image "
+            raise _http(415, f"label files must be one of {_LABEL_EXTENSIONS} on the image "
                                                         f"grid, got {os.path.basename(label_filename)!r}.")
         try:
             _, meta = load_xray(image_path)
             mask, _ = load_mask(label_filename, reference_meta=meta, nifti_layout="cols_rows")
         except ValueError as e:
-            raise HTTPException(status_code=422, detail=f"the label does not fit image {image_id!r}: {e}") from e
+            raise _http(422, f"the label does not fit image {image_id!r}: {e}") from e
         arr = np.asarray(mask[0] if mask.ndim == 3 else mask).astype(np.uint8)
         if not arr.any():
-            raise HTTPException(status_code=422, detail=f"the label of image {image_id!r} is empty; nothing stored.")
+            raise _http(422, f"the label of image {image_id!r} is empty; nothing stored.")
         digest = derived_uid("label", image.SOPInstanceUID, arr.shape, np.packbits(arr).tobytes().hex())
         with tempfile.TemporaryDirectory(prefix="jrs_seg_") as tmp:
             out = write_dicom_seg(arr, image_path, Path(tmp) / "seg.dcm", series_number=900,
@@ -317,7 +323,7 @@ class JRSDicomWebDatastore(DicomWebVisitSource, _ml.Datastore):
             return pydicom.dcmread(out)
 
     def remove_label(self, label_id: str, label_tag: str) -> None:
-        raise HTTPException(status_code=405, detail="the PACS datastore never deletes anything from the PACS; "
+        raise _http(405, "the PACS datastore never deletes anything from the PACS; "
                                                     f"label {label_id!r} stays (a newer saved label replaces it).")
 
     def update_label_info(self, label_id: str, label_tag: str, info: dict[str, Any]) -> None:
@@ -333,7 +339,7 @@ class JRSDicomWebDatastore(DicomWebVisitSource, _ml.Datastore):
         return out
 
     def get_dataset_archive(self, limit_cases: int | None) -> str:
-        raise HTTPException(status_code=501, detail="the PACS datastore offers no dataset archive; export the "
+        raise _http(501, "the PACS datastore offers no dataset archive; export the "
                                                     "studies from the PACS.")
 
     def refresh(self) -> None:

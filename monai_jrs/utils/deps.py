@@ -47,6 +47,7 @@ OPTIONAL_PACKAGES: dict[str, OptionalPackage] = {
     "SimpleITK": OptionalPackage("SimpleITK", "monailabel"),
     "dicomweb_client": OptionalPackage("dicomweb-client", "pacs", "a DICOMweb PACS (monai-jrs pacs, MONAI Label)"),
     "requests": OptionalPackage("requests", "pacs"),
+    "fastapi": OptionalPackage("fastapi", "monailabel", "a dependency of monailabel"),
 }
 
 
