@@ -118,6 +118,7 @@ class PacsRun:
             q = f.metrics.get("quality") or {}
             qa = f", chest NCC {q['ncc_chest']:.3f}" if isinstance(q.get("ncc_chest"), float) else ""
             qa += " LOW QUALITY: check the pair" if q.get("low_quality") else ""
+            qa += f", {f.metrics['register_s']:.2f} s" if "register_s" in f.metrics else ""
             lines.append(f"  {f.date or '?':>8}  {f.series_uid}  {f.status}{qa}  {extra}".rstrip())
         return "\n".join(lines)
 

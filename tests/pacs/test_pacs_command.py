@@ -107,7 +107,8 @@ class TestPacsCommand(unittest.TestCase):
 
     def test_1_register_store_and_rerun(self):
         n0 = self.pacs.count_instances()
-        r = self._cli("--url", self.pacs.dicomweb, "--patient", "P1")
+        local = Path(self.tmp.name) / "local"
+        r = self._cli("--url", self.pacs.dicomweb, "--patient", "P1", "--output", str(local))
         print("\n" + r.stdout + r.stderr[-2000:])
         self.assertEqual(r.returncode, 1, r.stderr)  # the corrupt visit failed, the others were stored
         self.assertIn(f"{self.bad_series}  failed", r.stdout)
@@ -116,6 +117,9 @@ class TestPacsCommand(unittest.TestCase):
         v0_sop = v0.sop_uid
         for name in ("p1_v1", "p1_v2"):
             v = self.visits[name]
+            # --output keeps the monai-jrs register files of each follow-up
+            self.assertTrue((local / v.series_uid / "subtraction.nii.gz").is_file())
+            self.assertTrue((local / v.series_uid / "metrics.json").is_file())
             derived = self._derived(v.study_uid)
             self.assertEqual(sorted(derived), [901, 902, 903])
             seg, overlay, sub = derived[901], derived[902], derived[903]
