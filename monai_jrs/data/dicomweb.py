@@ -350,7 +350,8 @@ class DicomWebStore:
     Args:
         url: DICOMweb base URL, e.g. ``http://127.0.0.1:8042/dicom-web`` (:func:`check_dicomweb_url`).
         credentials: explicit credentials; default :func:`resolve_credentials` (environment, netrc).
-        cache_dir: local cache of downloaded instances and SEG metadata; default :func:`default_cache_dir`.
+        cache_dir: local cache of downloaded instances and SEG metadata; default :func:`default_cache_dir`. It holds
+            patient images: folders are created readable by the owner only (0700), files 0600.
         modalities: modalities of the radiograph series (:data:`IMAGE_MODALITIES`).
         ttl_s: how long a series listing is reused, in seconds (new studies appear after at most this long).
         timeout_s: timeout of each HTTP request.
@@ -769,7 +770,8 @@ def _short(e: BaseException) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` to ``path`` through a temporary file (mode 0600, in folders created 0700: patient data)."""
+    os.makedirs(path.parent, mode=0o700, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -98,6 +98,19 @@ class TestCredentials(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "username=set, password=missing"):
             DicomWebCredentials("u", None)
 
+    def test_cache_files_are_private(self):
+        """Cached instances are patient data: files 0600 in folders 0700."""
+        import stat
+
+        from monai_jrs.data.dicomweb import _atomic_write
+
+        path = Path(self.tmp.name) / "cache" / "images" / "1.2.3.dcm"
+        _atomic_write(path, b"DICM")
+        self.assertEqual(stat.S_IMODE(path.stat().st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(path.parent.stat().st_mode), 0o700)
+        self.assertEqual(path.read_bytes(), b"DICM")
+        self.assertEqual(list(path.parent.iterdir()), [path])  # no temporary file left
+
     def test_missing_ca_bundle(self):
         with self.assertRaisesRegex(ValueError, "CA bundle /no/such.pem"):
             DicomWebStore("https://pacs/dicom-web", ca_bundle="/no/such.pem", credentials=None)
