@@ -33,9 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
         "DICOM inputs, floating_mask_seg.dcm; also subtraction.nii.gz/.png, the temporal subtraction (follow-up with "
         "intensities matched minus reference; bright = denser at follow-up).",
     )
-    reg.add_argument("--reference", required=True, help="reference X-ray: DICOM file/folder, PNG/JPEG, NIfTI")
-    reg.add_argument("--reference-mask", required=True, help="lung mask of the reference: PNG, NIfTI, NumPy, DICOM SEG")
-    reg.add_argument("--floating", required=True, nargs="+", help="follow-up X-rays: files and/or DICOM folders")
+    reg.add_argument("--reference", help="reference X-ray: DICOM file/folder, PNG/JPEG, NIfTI")
+    reg.add_argument("--reference-mask", help="lung mask of the reference: PNG, NIfTI, NumPy, DICOM SEG")
+    reg.add_argument("--floating", nargs="+", help="follow-up X-rays: files and/or DICOM folders")
+    reg.add_argument("--datalist", default=None,
+                     help="instead of --reference/--reference-mask/--floating: a JSON list of {reference, "
+                          "reference_mask, floating} pairs (or a monai_jrs datalist, --section): batched, resumable "
+                          "(rerun the same command to continue), multi-process under torchrun; OUT/metrics.csv")
+    reg.add_argument("--section", default=None, help="datalist section (default: test)")
+    reg.add_argument("--batch-size", type=int, default=4,
+                     help="with --datalist: follow-ups of one reference per forward pass (default 4)")
+    reg.add_argument("--num-workers", type=int, default=0,
+                     help="with --datalist: loader processes (default 0: a background loading thread)")
     reg.add_argument("--output", "-o", required=True, help="output folder (created; never inside an input folder)")
     reg.add_argument("--bundle", default=None, help="bundle folder (default: the bundle shipped with monai_jrs)")
     reg.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -97,6 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from monai_jrs.apps.pacs import main_pacs
 
         return main_pacs(args)
+    if args.datalist is not None:
+        return _register_datalist(args)
+    missing = [f"--{k.replace('_', '-')}" for k in ("reference", "reference_mask", "floating") if not getattr(args, k)]
+    if missing:
+        print(f"error: give --datalist or all of --reference, --reference-mask, --floating (missing {missing}).",
+              file=sys.stderr)
+        return 2
     from monai_jrs.apps.registration import register
 
     try:
@@ -112,6 +128,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{r['output_dir']}: Dice(reference mask, registered mask) = {r['dice_reference_vs_registered_mask']:.3f}, "
               f"{r['timings_s']['total_s']:.2f} s")
     return 0
+
+
+def _register_datalist(args: argparse.Namespace) -> int:
+    """``monai-jrs register --datalist``: :func:`monai_jrs.apps.batch.run_batch` (0 all done, 1 some failed)."""
+    if any(getattr(args, k) for k in ("reference", "reference_mask", "floating")):
+        print("error: --datalist replaces --reference/--reference-mask/--floating; give one or the other.",
+              file=sys.stderr)
+        return 2
+    from monai_jrs.apps.batch import read_pairs, run_batch
+    from monai_jrs.apps.registration import JRSRegistrar
+
+    try:
+        pairs = read_pairs(args.datalist, args.section)
+        device = args.device
+        if device == "cuda":
+            device = f"cuda:{int(__import__('os').environ.get('LOCAL_RANK', '0'))}"
+        registrar = JRSRegistrar(args.bundle, device=device, size=args.size, refine=args.refine, overlay=args.overlay,
+                                 subtraction=args.subtraction)
+        report = run_batch(pairs, args.output, registrar, batch_size=args.batch_size, num_workers=args.num_workers,
+                           progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    prefix = f"rank {report.rank}: " if report.world_size > 1 else ""
+    print(f"{prefix}{len(report.done)} pair(s) registered, {len(report.skipped)} already complete, "
+          f"{len(report.failed)} failed, {report.seconds:.1f} s")
+    for pair_id, reason in report.failed.items():
+        print(f"{prefix}failed {pair_id}: {reason}", file=sys.stderr)
+    if report.csv_path is not None:
+        print(f"metrics: {report.csv_path} ({report.total_failed} of {len(pairs)} pair(s) not done)")
+    return 1 if report.failed or report.total_failed else 0
 
 
 if __name__ == "__main__":

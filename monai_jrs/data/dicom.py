@@ -413,6 +413,7 @@ def write_dicom_seg(
     overwrite: bool = False,
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
+    content_datetime: Any = None,
 ) -> Path:
     """Write a lung mask as a DICOM SEG referencing its source radiograph (highdicom).
 
@@ -429,7 +430,11 @@ def write_dicom_seg(
         overwrite: replace an existing ``out_path``.
         series_instance_uid: SeriesInstanceUID of the SEG; default: a new UID. Deterministic UIDs
             (:func:`monai_jrs.data.dicomweb.derived_uid`) make a PACS recognise a SEG it already stores.
-        sop_instance_uid: SOPInstanceUID of the SEG; default: a new UID.
+        sop_instance_uid: SOPInstanceUID of the SEG; default: a new UID. When given, the DimensionOrganizationUID
+            (random in highdicom) derives from it too, so equal inputs write byte-identical files.
+        content_datetime: a :class:`datetime.datetime` for the SEG's content, series and instance-creation dates and
+            times; default: now (highdicom's). A batch run passes its start time, so a resumed run writes the same
+            bytes.
 
     Returns:
         the path written.
@@ -501,9 +506,29 @@ def write_dicom_seg(
         series_description=series_description,
         pixel_measures=hd.PixelMeasuresSequence(pixel_spacing=list(spacing), slice_thickness=1.0),
     )
+    if sop_instance_uid:
+        from monai_jrs.data.dicomweb import derived_uid
+
+        _replace_uid(seg, str(seg.DimensionOrganizationSequence[0].DimensionOrganizationUID),
+                     derived_uid("dimension-organization", sop_instance_uid))
+    if content_datetime is not None:
+        day, clock = content_datetime.strftime("%Y%m%d"), content_datetime.strftime("%H%M%S")
+        for prefix in ("Content", "Series", "InstanceCreation"):
+            setattr(seg, f"{prefix}Date", day)
+            setattr(seg, f"{prefix}Time", clock)
+        for elem in seg.iterall():  # ContributionDateTime of the equipment that contributed
+            if elem.keyword == "ContributionDateTime":
+                elem.value = f"{day}{clock}"
     out.parent.mkdir(parents=True, exist_ok=True)
     seg.save_as(out)
     return out
+
+
+def _replace_uid(ds: Any, old: str, new: str) -> None:
+    """Replace every UI element of ``ds`` (nested sequences too) whose value is ``old`` by ``new``."""
+    for elem in ds.iterall():
+        if elem.VR == "UI" and elem.value == old:
+            elem.value = new
 
 
 def _check_file(p: Path) -> None:

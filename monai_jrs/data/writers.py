@@ -123,6 +123,7 @@ def save_registration_result(
     timings: dict[str, float] | None = None,
     overlay: bool = True,
     subtraction: bool = True,
+    dicom_seg: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write every output file of one registered pair (see the module docstring) and return ``metrics.json``.
 
@@ -142,6 +143,8 @@ def save_registration_result(
         overlay: write ``overlay.png`` (a preview with contours; skip it for speed).
         subtraction: write ``subtraction.nii.gz`` and ``subtraction.png`` (``metrics.json["subtraction"]`` is None
             without them).
+        dicom_seg: keyword arguments of :func:`~monai_jrs.data.dicom.write_dicom_seg` for ``floating_mask_seg.dcm``
+            (``series_instance_uid``, ``sop_instance_uid``, ``content_datetime``: deterministic SEGs of a batch run).
 
     Returns:
         the ``metrics.json`` content.
@@ -166,7 +169,7 @@ def save_registration_result(
     seg_path = None
     if flt_meta.get("format") == "dicom":
         seg_path = write_dicom_seg(flt_mask[0].to(torch.uint8).numpy(), path, folder / "floating_mask_seg.dcm",
-                                   overwrite=overwrite)
+                                   overwrite=overwrite, **(dicom_seg or {}))
     timings["write_s"] = time.perf_counter() - t
     metrics = {
         "monai_jrs_version": __version__,
