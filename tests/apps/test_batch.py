@@ -30,6 +30,7 @@ from PIL import Image
 
 from monai_jrs.apps.batch import CSV_COLUMNS, PairItem, make_units, merge_metrics, read_pairs
 from monai_jrs.data.testing import make_dx_dicom
+from tests.monailabel.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -129,14 +130,6 @@ def _make_job(root: Path) -> tuple[Path, int]:
     items.append({"reference": "B_v0.png", "reference_mask": "B_mask.png", "floating": "gone.png"})
     (root / "pairs.json").write_text(json.dumps(items, indent=1))
     return root / "pairs.json", len(items)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env() -> dict[str, str]:
@@ -242,7 +235,7 @@ class TestBatchRuns(unittest.TestCase):
             self.skipTest("torchrun is not installed")
         out = self.root / "two_processes"
         proc = subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                               f"--master_port={_free_port()}",
+                               f"--master_port={free_port()}",
                                "-m", "monai_jrs.apps.cli", "register", "--datalist", str(self.datalist),
                                "--output", str(out), "--batch-size", "2", "--no-progress"],
                               capture_output=True, text=True, env=_env(), timeout=300)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,18 +21,13 @@ from typing import Any
 
 import requests
 
+from tests.monailabel.server import free_port
+
 __all__ = ["Orthanc", "orthanc_unavailable", "free_port", "DICOMWEB_PLUGIN"]
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 #: the DICOMweb plugin of the Debian package orthanc-dicomweb.
 DICOMWEB_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def orthanc_unavailable() -> str | None:
