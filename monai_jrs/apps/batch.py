@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -55,6 +54,7 @@ import torch
 
 from monai_jrs.data import writers
 from monai_jrs.data.io import load_mask, load_xray
+from monai_jrs.utils.files import file_sha256
 
 __all__ = ["PairItem", "BatchReport", "read_pairs", "make_units", "run_batch", "merge_metrics", "CSV_COLUMNS",
            "dist_context"]
@@ -182,13 +182,9 @@ class dist_context:  # noqa: N801 (a context manager used like a function)
 
 
 def _settings(registrar: Any, batch_size: int) -> dict[str, Any]:
-    h = hashlib.sha256()
-    with open(Path(registrar.bundle_dir) / "models" / "model.pt", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
     from monai_jrs import __version__
 
-    return {"monai_jrs_version": __version__, "weights_sha256": h.hexdigest(), "network_size": registrar.size,
+    return {"monai_jrs_version": __version__, "weights_sha256": file_sha256(Path(registrar.bundle_dir) / "models" / "model.pt"), "network_size": registrar.size,
             "refine": registrar.refine is not None, "overlay": registrar.overlay,
             "subtraction": getattr(registrar, "subtraction", True), "batch_size": int(batch_size)}
 

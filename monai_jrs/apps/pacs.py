@@ -33,7 +33,6 @@ of ``monai-jrs register`` for each follow-up.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import tempfile
@@ -54,6 +53,7 @@ from monai_jrs.data.dicomweb import (
     SeriesRecord,
     derived_uid,
 )
+from monai_jrs.utils.files import file_sha256
 
 __all__ = ["run_pacs", "PacsRun", "FollowUpResult", "DERIVED_SERIES", "NoReferenceError"]
 
@@ -121,14 +121,6 @@ class PacsRun:
             qa += f", {f.metrics['register_s']:.2f} s" if "register_s" in f.metrics else ""
             lines.append(f"  {f.date or '?':>8}  {f.series_uid}  {f.status}{qa}  {extra}".rstrip())
         return "\n".join(lines)
-
-
-def _weights_digest(bundle_dir: Path) -> str:
-    h = hashlib.sha256()
-    with open(bundle_dir / "models" / "model.pt", "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def run_pacs(
@@ -226,7 +218,7 @@ def run_pacs(
                     from monai_jrs.apps.registration import JRSRegistrar
 
                     registrar = JRSRegistrar(bundle_dir, device=device, size=size, refine=refine, overlay=False)
-                    digest = _weights_digest(registrar.bundle_dir)
+                    digest = file_sha256(Path(registrar.bundle_dir) / "models" / "model.pt")[:16]
                 res.uids = _derived_uids(store, rec, ref, digest, refine, size)
                 present = {k for k, (_, sop) in res.uids.items() if store.has_instance(rec.study_uid, sop)}
                 if present == set(res.uids):

@@ -53,7 +53,6 @@ Prepared CTs are cached as ``.pt`` files (``<cache>/ct/``), keyed by the source,
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import logging
 import os
@@ -66,6 +65,8 @@ from urllib.parse import urlparse
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from monai_jrs.utils.files import file_sha256
 
 from .drr import ChestCT, load_chest_ct, prepare_chest_ct
 
@@ -204,14 +205,6 @@ def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
     return default_cache_dir()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_verified(url: str, sha256: str, cache_dir: str | os.PathLike | None = None, progress: bool = True,
                    download: bool = True) -> Path:
     """Path of a file of a package registry in the cache (``<cache root>/archives/<file name>``), downloaded and
@@ -239,7 +232,7 @@ def fetch_verified(url: str, sha256: str, cache_dir: str | os.PathLike | None = 
     folder = _cache_root(cache_dir) / "archives"
     target = folder / Path(urlparse(url).path).name
     if target.is_file():
-        digest = _sha256(target)
+        digest = file_sha256(target)
         if digest == sha256:
             return target
         logger.warning("cached %s has sha256 %s, expected %s; removing it", target, digest, sha256)
@@ -262,7 +255,7 @@ def fetch_verified(url: str, sha256: str, cache_dir: str | os.PathLike | None = 
             ) from e
         if not partial.is_file():
             raise ConnectionError(f"downloading {url} produced no file; place it (sha256 {sha256}) at {target} by hand.")
-        digest = _sha256(partial)
+        digest = file_sha256(partial)
         if digest != sha256:
             raise ValueError(f"the file downloaded from {url} must have sha256 {sha256}, got {digest}.")
         os.replace(partial, target)
