@@ -44,7 +44,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +56,7 @@ from monai_jrs.data import writers
 from monai_jrs.data.io import load_mask, load_xray
 from monai_jrs.utils.files import file_sha256
 
-__all__ = ["PairItem", "BatchReport", "read_pairs", "make_units", "run_batch", "merge_metrics", "CSV_COLUMNS",
+__all__ = ["PairItem", "BatchReport", "read_pairs", "pairs_from_items", "make_units", "run_batch", "merge_metrics", "CSV_COLUMNS",
            "dist_context"]
 
 logger = logging.getLogger(__name__)
@@ -99,8 +99,7 @@ def read_pairs(datalist: str | os.PathLike, section: str | None = None) -> list[
     """The pairs of a datalist JSON: a list of ``{"reference", "reference_mask", "floating"}`` items or a monai_jrs
     datalist object with sections (``section``; default ``"test"``). Relative paths resolve against the file's folder.
 
-    Missing files are not checked here: such a pair fails alone when it is read. Pair id = the floating file's stem
-    (``image_stem``); stems that occur more than once get ``_<index>`` appended.
+    Missing files are not checked here: such a pair fails alone when it is read. Pair ids: :func:`pairs_from_items`.
 
     Raises:
         ValueError: unreadable JSON, a missing section, an item without the three keys.
@@ -122,15 +121,33 @@ def read_pairs(datalist: str | os.PathLike, section: str | None = None) -> list[
         items = content
     else:
         raise ValueError(f"datalist {path}: expected a JSON list or object, got {type(content).__name__}.")
+    return pairs_from_items(items, base_dir=path.parent, source=f"datalist {path}")
+
+
+def pairs_from_items(
+    items: Sequence[Mapping[str, Any]], base_dir: str | os.PathLike | None = None, unique_ids: bool = True,
+    source: str = "pairs",
+) -> list[PairItem]:
+    """:class:`PairItem` s of ``{"reference", "reference_mask", "floating"}`` mappings (a datalist section, the
+    bundle's ``@data``); relative paths resolve against ``base_dir`` (default: the working directory).
+
+    Pair id = the floating file's stem (``image_stem``, the output folder of ``monai-jrs register`` and of the bundle's
+    ``SaveRegistrationOutputsd``); with ``unique_ids``, stems that occur more than once get ``_<index>`` appended.
+
+    Raises:
+        ValueError: an item without the three keys as non-empty strings (or paths).
+    """
     keys = ("reference", "reference_mask", "floating")
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
     rows = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or any(not isinstance(item.get(k), str) or not item.get(k) for k in keys):
-            raise ValueError(f"datalist {path}: item {i} must have string {keys}, got {item!r}.")
-        rows.append([str((path.parent / item[k]).resolve()) if not os.path.isabs(item[k]) else item[k] for k in keys])
+        if not isinstance(item, Mapping) or any(not isinstance(item.get(k), (str, os.PathLike)) or not
+                                                os.fspath(item.get(k)) for k in keys):
+            raise ValueError(f"{source}: item {i} must have string {keys}, got {item!r}.")
+        rows.append([os.fspath(item[k]) if os.path.isabs(item[k]) else str((base / item[k]).resolve()) for k in keys])
     stems = [writers.image_stem(r[2]) for r in rows]
     counts = {s: stems.count(s) for s in stems}
-    return [PairItem(i, stem if counts[stem] == 1 else f"{stem}_{i}", *row)
+    return [PairItem(i, stem if counts[stem] == 1 or not unique_ids else f"{stem}_{i}", *row)
             for i, (stem, row) in enumerate(zip(stems, rows))]
 
 
@@ -423,13 +440,25 @@ def _record(manifest: Path, lock: threading.Lock, rec: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def merge_metrics(output_dir: str | os.PathLike, pairs: Sequence[PairItem]) -> tuple[Path, int]:
-    """Write ``metrics.csv``: one row per pair in datalist order, from its ``metrics.json`` or its failure.
+def merge_metrics(output_dir: str | os.PathLike, pairs: Sequence[PairItem | Mapping[str, Any]]) -> tuple[Path, int]:
+    """Write ``OUT/metrics.csv``: one row per pair in datalist order (:data:`CSV_COLUMNS`), from its ``metrics.json``
+    or its failure.
+
+    The status of a pair comes from the ``manifest.rank<k>.jsonl`` files of :func:`run_batch`; a pair no manifest
+    names is ``done`` when ``OUT/<pair id>/metrics.json`` exists (the bundle's inference, which writes no manifest),
+    else ``missing``.
+
+    Args:
+        output_dir: the output root.
+        pairs: :class:`PairItem` s, or datalist items (the bundle's ``@data``; ids without ``_<index>`` suffixes, as
+            ``SaveRegistrationOutputsd`` names its folders).
 
     Returns:
         the CSV path and the number of pairs not done.
     """
     out = Path(output_dir)
+    if any(not isinstance(p, PairItem) for p in pairs):
+        pairs = pairs_from_items(pairs, unique_ids=False)  # type: ignore[arg-type]
     status: dict[str, dict[str, Any]] = {}
     for manifest in sorted(out.glob("manifest.rank*.jsonl")):
         rank = manifest.name[len("manifest.rank"):-len(".jsonl")]
@@ -441,7 +470,8 @@ def merge_metrics(output_dir: str | os.PathLike, pairs: Sequence[PairItem]) -> t
             status[rec["pair_id"]] = {**rec, "rank": rank}  # the last record of a pair wins (a retry after a fix)
     rows, not_done = [], 0
     for p in pairs:
-        rec = status.get(p.pair_id, {"status": "missing", "reason": "not processed"})
+        rec = status.get(p.pair_id) or ({"status": "done"} if (out / p.pair_id / "metrics.json").is_file()
+                                        else {"status": "missing", "reason": "not processed"})
         row: dict[str, Any] = {"index": p.index, "pair_id": p.pair_id, "status": rec["status"],
                                "reason": rec.get("reason", ""), "reference": p.reference, "floating": p.floating,
                                "rank": rec.get("rank", "")}
@@ -456,6 +486,7 @@ def merge_metrics(output_dir: str | os.PathLike, pairs: Sequence[PairItem]) -> t
         else:
             not_done += 1
         rows.append(row)
+    out.mkdir(parents=True, exist_ok=True)  # a workflow finalised before it wrote anything lists every pair missing
     path = out / "metrics.csv"
     tmp = path.with_suffix(".part")
     with open(tmp, "w", newline="", encoding="utf-8") as f:

@@ -28,7 +28,7 @@ import pytest
 from parameterized import parameterized
 from PIL import Image
 
-from monai_jrs.apps.batch import CSV_COLUMNS, PairItem, make_units, merge_metrics, read_pairs
+from monai_jrs.apps.batch import CSV_COLUMNS, PairItem, make_units, merge_metrics, pairs_from_items, read_pairs
 from monai_jrs.data.testing import make_dx_dicom
 from tests.monailabel.server import free_port
 
@@ -100,6 +100,27 @@ class TestDatalist(unittest.TestCase):
         self.assertEqual((rows[0]["dice_reference_vs_registered_mask"], rows[0]["ncc_chest"], rows[0]["total_s"]),
                          ("0.9", "0.8", "1.5"))
         self.assertEqual(rows[1]["reason"], "floating: bad")
+
+    def test_merge_metrics_of_datalist_items_without_manifest(self):
+        """The bundle's inference: ``@data`` items, status from each pair's ``metrics.json``, ids without suffixes;
+        the output folder is created when nothing was written."""
+        items = [{"reference": "/d/r.png", "reference_mask": "/d/m.png", "floating": f"/d/{s}.png", "visit": 1}
+                 for s in ("a", "b")]
+        out = self.root / "never_ran"
+        path, not_done = merge_metrics(out, items)
+        self.assertEqual((not_done, [r["status"] for r in csv.DictReader(open(path))]), (2, ["missing", "missing"]))
+        (out / "b").mkdir()
+        (out / "b" / "metrics.json").write_text(json.dumps({"folding_percent": 0.25, "timings_s": {}}))
+        path, not_done = merge_metrics(out, items)
+        rows = list(csv.DictReader(open(path)))
+        self.assertEqual(not_done, 1)
+        self.assertEqual([(r["pair_id"], r["status"], r["folding_percent"], r["floating"]) for r in rows],
+                         [("a", "missing", "", "/d/a.png"), ("b", "done", "0.25", "/d/b.png")])
+        same_stem = [dict(items[0]), {**items[0], "reference": "/e/r.png"}]
+        self.assertEqual([p.pair_id for p in pairs_from_items(same_stem, unique_ids=False)], ["a", "a"])
+        self.assertEqual([p.pair_id for p in pairs_from_items(same_stem)], ["a_0", "a_1"])
+        with self.assertRaisesRegex(ValueError, "bundle data: item 1 must have"):
+            pairs_from_items([items[0], {"floating": "x.png"}], source="bundle data")
 
 
 def _make_job(root: Path) -> tuple[Path, int]:

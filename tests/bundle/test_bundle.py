@@ -13,6 +13,7 @@ metadata, run through the real ``python -m monai.bundle`` command line on a tiny
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ from monai.bundle import ConfigParser, verify_metadata
 
 from monai_jrs.data.embedded import generate_embedded_dataset
 from monai_jrs.data.writers import OUTPUT_FILES
+from tests.apps.test_batch import _outputs
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundle"
@@ -139,6 +141,29 @@ class TestBundleWorkflows(unittest.TestCase):
         x[:, 2] = (x[:, 2] > 0.5).float()
         with torch.no_grad():
             torch.testing.assert_close(exported(x), eager(x), atol=1e-4, rtol=1e-4)
+
+    def test_multi_process_inference(self):
+        """``multi_gpu_inference.json`` under torchrun (2 processes, gloo): every pair once, each rank its share, the
+        same files as one process, rank 0's ``metrics.csv`` over all pairs; a rank without pairs (1 pair, 2 ranks)
+        waits for the others."""
+        args = ["--bundle_root", str(self.run_dir), "--dataset_dir", str(self.data.parent), "--image_size", "32",
+                "--features", "8", "--num_res_blocks", "1", "--logging_file", "configs/logging.conf"]
+        multi = "['configs/inference.json','configs/multi_gpu_inference.json']"
+        root = Path(self.tmp.name)
+        _bundle("run", "--config_file", "configs/inference.json", *args, "--output_dir", str(root / "infer1"),
+                "--data_section", "training")
+        proc = _bundle("run", "--config_file", multi, *args, "--output_dir", str(root / "infer2"),
+                       "--data_section", "training", torchrun=2)
+        _bundle("run", "--config_file", multi, *args, "--output_dir", str(root / "infer2_one_pair"), torchrun=2)
+        content = json.loads(self.data.read_text())
+        for folder, section in (("infer1", "training"), ("infer2", "training"), ("infer2_one_pair", "test")):
+            rows = list(csv.DictReader(open(root / folder / "metrics.csv")))
+            self.assertEqual([r["pair_id"] for r in rows], [Path(p["floating"]).stem for p in content[section]])
+            self.assertEqual({r["status"] for r in rows}, {"done"}, folder)
+            self.assertEqual({k.split("/")[0] for k in _outputs(root / folder)}, {r["pair_id"] for r in rows})
+        self.assertGreaterEqual(len(content["training"]), 2)
+        self.assertEqual(_outputs(root / "infer2"), _outputs(root / "infer1"))
+        self.assertEqual((proc.stdout + proc.stderr).count("Restored all variables"), 2)  # both ranks loaded the model
 
     def test_multi_process_gloo(self):
         run_dir = Path(self.tmp.name) / "ddp"

@@ -84,6 +84,7 @@ CONFIG_SETS: dict[str, tuple[tuple[str, ...], str]] = {
     "train+evaluate": (("train.json", "evaluate.json"), "train"),
     "inference": (("inference.json",), "infer"),
     "inference+paper": (("inference.json", "paper.json"), "infer"),
+    "inference+multi_gpu": (("inference.json", "multi_gpu_inference.json"), "infer"),
 }
 #: a tiny network and grid so that instantiating a workflow takes well under a second
 TINY = {"image_size": 32, "features": 8, "num_res_blocks": 1, "batch_size": 2, "num_workers": 0}
@@ -750,9 +751,10 @@ def test_expressions_resolve_in_fresh_interpreter(tmp_path):
         chains = sorted(c for c in _dotted_chains(config) if c.split(".")[0] in bound)
         sets[name] = {"imports": statements, "chains": chains}
     broken = copy.deepcopy(sets["inference"])
-    # without these two, nothing imports monai_jrs.data (the registration app imports it as a side effect)
+    # without these, nothing imports monai_jrs.data (the apps import it as a side effect)
     broken["imports"].remove("import monai_jrs.data.datalist")
     broken["imports"].remove("import monai_jrs.apps.registration")
+    broken["imports"].remove("import monai_jrs.apps.batch")
     sets["inference without the datalist import"] = broken
     base = [s for s in sets["train"]["imports"] if all(s in v["imports"] for v in sets.values())]
     assert "import monai" in base
@@ -762,7 +764,8 @@ def test_expressions_resolve_in_fresh_interpreter(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
     assert results.pop("inference without the datalist import") == [
-        "monai_jrs.data.datalist.load_jrs_datalist: module 'monai_jrs' has no attribute 'data'"
+        "monai_jrs.apps.batch.merge_metrics: module 'monai_jrs' has no attribute 'apps'",
+        "monai_jrs.data.datalist.load_jrs_datalist: module 'monai_jrs' has no attribute 'data'",
     ]
     assert results == {name: [] for name in CONFIG_SETS}
 
@@ -858,6 +861,7 @@ PROPERTY_CASES = {
     "train": (("train.json",), "train", {}, []),
     "train+multi_gpu": (("train.json", "multi_gpu_train.json"), "train", {}, []),
     "inference": (("inference.json",), "infer", {}, []),
+    "inference+multi_gpu": (("inference.json", "multi_gpu_inference.json"), "infer", {}, []),
     # the ids as they were: MONAI reports the dataset transform that is not @train#preprocessing
     "train, transform not preprocessing": (("train.json",), "train", {"train#dataset#transform": "@after_pairing"},
                                            ["train_preprocessing"]),
@@ -868,7 +872,8 @@ PROPERTY_CASES = {
 def test_check_properties(case, dataset_dir, tmp_path, monkeypatch):
     """ci/verify_bundle.py ``check_properties``: create the workflow, initialize, ``check_properties()``."""
     files, kind, override, expected = PROPERTY_CASES[case]
-    if "multi_gpu_train.json" in files:  # a one-process gloo group, as torchrun would set it up
+    multi = any(f.startswith("multi_gpu") for f in files)
+    if multi:  # a one-process gloo group, as torchrun would set it up
         for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1",
                      "LOCAL_RANK": "0"}.items():
             monkeypatch.setenv(k, v)
@@ -882,7 +887,7 @@ def test_check_properties(case, dataset_dir, tmp_path, monkeypatch):
             assert _property_value_problems(wf, kind) == []
     finally:
         wf.finalize()
-        if "multi_gpu_train.json" in files:  # ignite keeps the destroyed group as its model: back to serial
+        if multi:  # ignite keeps the destroyed group as its model: back to serial
             from ignite.distributed import utils as idist_utils
 
             idist_utils._set_model(idist_utils._SerialModel())
