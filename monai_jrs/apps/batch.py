@@ -27,9 +27,10 @@ for each the files of ``monai-jrs register`` into ``OUT/<pair id>/``:
   run's timestamp, used as the creation date of the DICOM SEGs, whose UIDs derive from the pair, so that a resumed
   run writes the same bytes (``SOURCE_DATE_EPOCH`` sets the timestamp, as for reproducible builds).
 - **Multi-process, multi-node**: under ``torchrun`` (``WORLD_SIZE`` > 1) ``torch.distributed`` is initialised (gloo
-  on CPU, NCCL on GPU, ``cuda:LOCAL_RANK``) and the chunks are partitioned over the ranks with
-  :func:`monai.data.partition_dataset`; each rank writes its own pairs and manifest; rank 0 waits for all, then
-  merges every pair's metrics into ``metrics.csv`` (one row per pair, in datalist order, failures with their reason).
+  on CPU, NCCL on GPU, ``cuda:LOCAL_RANK``) and the chunks are split over the ranks as
+  :func:`monai.data.partition_dataset` splits without shuffling (rank k of N takes chunks k, k + N, ...; a rank
+  without chunks waits); each rank writes its own pairs and manifest; rank 0 waits for all, then merges every pair's
+  metrics into ``metrics.csv`` (one row per pair, in datalist order, failures with their reason).
 - **Bad input**: a pair that cannot be read or registered is recorded as ``failed`` with its reason (manifest and
   CSV); the others complete; :attr:`BatchReport.failed` makes the command exit with status 1.
 """
@@ -285,7 +286,7 @@ def run_batch(
     Returns:
         this rank's :class:`BatchReport` (rank 0 also merged ``metrics.csv``).
     """
-    from monai.data import Dataset, ThreadDataLoader, partition_dataset
+    from monai.data import Dataset, ThreadDataLoader
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -298,8 +299,9 @@ def run_batch(
         run = _run_json(out, _settings(registrar, batch_size), rank, ctx)
         report = BatchReport(out, rank, world)
         units = make_units(pairs, batch_size)
-        mine = partition_dataset(units, num_partitions=world, shuffle=False, even_divisible=False)[rank] \
-            if world > 1 else units
+        # the split of monai.data.partition_dataset(shuffle=False, even_divisible=False), which refuses fewer chunks
+        # than ranks: here a rank without chunks just waits for the others
+        mine = units[rank::world]
         done = _completed(out)
         todo = []
         for unit in mine:

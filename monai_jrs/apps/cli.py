@@ -157,7 +157,7 @@ def _register_datalist(args: argparse.Namespace) -> int:
     rate = len(report.done) / report.seconds if report.seconds > 0 else 0.0
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
     print(f"{prefix}{len(report.done)} pair(s) registered, {len(report.skipped)} already complete, "
-          f"{len(report.failed)} failed, {report.seconds:.1f} s ({rate:.2f} pairs/s), peak memory {peak_mib:.0f} MiB")
+          f"{len(report.failed)} failed, {report.seconds:.2f} s ({rate:.3f} pairs/s), peak memory {peak_mib:.0f} MiB")
     for pair_id, reason in report.failed.items():
         print(f"{prefix}failed {pair_id}: {reason}", file=sys.stderr)
     if report.csv_path is not None:

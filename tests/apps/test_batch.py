@@ -254,12 +254,24 @@ class TestBatchRuns(unittest.TestCase):
         torchrun = shutil.which("torchrun") or shutil.which("torchrun", path=os.path.dirname(sys.executable))
         if torchrun is None:
             self.skipTest("torchrun is not installed")
+        def torchrun_register(datalist: Path, out: Path) -> subprocess.CompletedProcess:
+            return subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1",
+                                   f"--master_port={free_port()}",
+                                   "-m", "monai_jrs.apps.cli", "register", "--datalist", str(datalist),
+                                   "--output", str(out), "--batch-size", "2", "--no-progress"],
+                                  capture_output=True, text=True, env=_env(), timeout=300)
+
+        # one chunk for two ranks: rank 1 has nothing to do and waits
+        one = self.root / "data" / "one_pair.json"
+        one.write_text(json.dumps([json.loads(self.datalist.read_text())[0]]))
+        proc = torchrun_register(one, self.root / "one_pair_two_processes")
+        self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
+        self.assertIn("rank 1: 0 pair(s) registered", proc.stdout)
+        rows = list(csv.DictReader(open(self.root / "one_pair_two_processes" / "metrics.csv")))
+        self.assertEqual([(r["pair_id"], r["status"], r["rank"]) for r in rows], [("A_v1", "done", "0")])
+
         out = self.root / "two_processes"
-        proc = subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                               f"--master_port={free_port()}",
-                               "-m", "monai_jrs.apps.cli", "register", "--datalist", str(self.datalist),
-                               "--output", str(out), "--batch-size", "2", "--no-progress"],
-                              capture_output=True, text=True, env=_env(), timeout=300)
+        proc = torchrun_register(self.datalist, out)
         self.assertIn(proc.returncode, (1,), proc.stderr[-3000:])  # the two bad pairs
         self.assertIn("rank 0:", proc.stdout)
         self.assertIn("rank 1:", proc.stdout)

@@ -94,7 +94,8 @@ class TestDocumentedBundleCommands(unittest.TestCase):
     def test_every_command_is_covered(self):
         """Each documented command is one that a test below runs (a new one must get a test)."""
         covered = [("monai_jrs.data.embedded",), ("run training", "train.json'", "multi_gpu"),
-                   ("run training", "bundle/configs/train.json "), ("run evaluating",), ("inference.json", "--output_dir"),
+                   ("run training", "bundle/configs/train.json "), ("run evaluating",), ("inference.json ", "--output_dir"),
+                   ("inference.json'", "multi_gpu_inference"),
                    ("ckpt_export",), ("onnx_export",)]
         for command in self.commands:
             self.assertTrue(any(all(n in command for n in needles) for needles in covered), command)
@@ -109,9 +110,13 @@ class TestDocumentedBundleCommands(unittest.TestCase):
     def test_evaluate_and_infer_with_the_shipped_model(self):
         self._run(self._find("run evaluating"), *SIZE)
         self.assertIn("val_registration_dice", (self.root / "jrs_eval" / "metrics.csv").read_text())
-        self._run(self._find("inference.json", "--output_dir"), *SIZE)
-        outputs = sorted((self.root / "jrs_out").iterdir())
+        self._run(self._find("inference.json ", "--output_dir"), *SIZE)
+        outputs = sorted(p for p in (self.root / "jrs_out").iterdir() if p.is_dir())
         self.assertTrue(outputs and all((d / "metrics.json").is_file() for d in outputs), outputs)
+        self.assertTrue((self.root / "jrs_out" / "metrics.csv").is_file())
+        self._run(self._find("torchrun", "multi_gpu_inference.json"), *SIZE)
+        self.assertEqual(sorted(p.name for p in (self.root / "jrs_out_ddp").iterdir()),
+                         sorted(p.name for p in (self.root / "jrs_out").iterdir()))
         self.assertEqual(self.bundle_before, sorted(p.relative_to(REPO / "bundle") for p in (REPO / "bundle").rglob("*")))
 
     def test_torchscript_export_runs_at_two_sizes(self):
