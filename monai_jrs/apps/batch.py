@@ -202,7 +202,8 @@ class dist_context:  # noqa: N801 (a context manager used like a function)
 def _settings(registrar: Any, batch_size: int) -> dict[str, Any]:
     from monai_jrs import __version__
 
-    return {"monai_jrs_version": __version__, "weights_sha256": file_sha256(Path(registrar.bundle_dir) / "models" / "model.pt"), "network_size": registrar.size,
+    weights = file_sha256(Path(registrar.bundle_dir) / "models" / "model.pt")
+    return {"monai_jrs_version": __version__, "weights_sha256": weights, "network_size": registrar.size,
             "refine": registrar.refine is not None, "overlay": registrar.overlay,
             "subtraction": getattr(registrar, "subtraction", True), "batch_size": int(batch_size)}
 

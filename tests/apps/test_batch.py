@@ -183,6 +183,48 @@ def _outputs(folder: Path) -> dict[str, object]:
 
 
 @pytest.mark.slow
+class TestBatchedEqualsOnePair(unittest.TestCase):
+    """A chunk of follow-ups in one forward pass gives each pair the result of ``JRSRegistrar.register`` on that pair
+    alone (the network's outputs differ by float rounding only: oneDNN picks kernels by batch size)."""
+
+    def test_network_outputs(self):
+        import nibabel as nib
+
+        from monai_jrs.apps import JRSRegistrar
+        from monai_jrs.apps.batch import run_batch
+        from tests.monailabel.studies import moved
+        from tests.networks.synthetic import synthetic_chest
+
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d)
+            image, mask = synthetic_chest((96, 88))
+            Image.fromarray((image[0, 0].numpy() * 255).astype(np.uint8)).save(root / "ref.png")
+            Image.fromarray(mask[0, 0].numpy().astype(np.uint8)).save(root / "mask.png")
+            items = []
+            for v in range(3):  # follow-ups of other sizes: each is resized on its own grid
+                flt = moved(image, (3.0 - 2 * v, 2.0 * v - 2), 4.0 * v - 4, (92 + 4 * v, 88))[0, 0].numpy()
+                Image.fromarray((np.clip(flt, 0, 1) * 255).astype(np.uint8)).save(root / f"f{v}.png")
+                items.append({"reference": str(root / "ref.png"), "reference_mask": str(root / "mask.png"),
+                              "floating": str(root / f"f{v}.png")})
+            registrar = JRSRegistrar(refine=False, overlay=False, subtraction=False)
+            report = run_batch(pairs_from_items(items), root / "batched", registrar, batch_size=3, progress=False)
+            self.assertEqual(sorted(report.done), ["f0", "f1", "f2"])
+            registrar.register(root / "ref.png", root / "mask.png", [root / f"f{v}.png" for v in range(3)],
+                               root / "single", progress=False)
+            for v in range(3):
+                def load(folder: str, name: str) -> np.ndarray:
+                    return np.asarray(nib.load(root / folder / f"f{v}" / name).dataobj, dtype=np.float64)
+
+                for name in ("ddf.nii.gz", "registered.nii.gz"):
+                    np.testing.assert_allclose(load("batched", name), load("single", name), rtol=0, atol=1e-3,
+                                               err_msg=f"f{v}/{name}")
+                for name in ("registered_mask.nii.gz", "floating_mask.nii.gz"):  # a rounding may flip an edge pixel
+                    a, b = load("batched", name), load("single", name)
+                    self.assertEqual(a.shape, b.shape)
+                    self.assertLessEqual(float((a != b).mean()), 1e-3, f"f{v}/{name}")
+
+
+@pytest.mark.slow
 class TestBatchRuns(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
