@@ -209,25 +209,26 @@ def _settings(registrar: Any, batch_size: int) -> dict[str, Any]:
 
 
 def _run_json(out: Path, settings: dict[str, Any], rank: int, ctx: dist_context) -> dict[str, Any]:
-    """Create (rank 0) or check ``run.json``: the settings of the folder and its timestamp."""
+    """Create (rank 0, when absent) and check (every rank) ``run.json``: the settings of the folder and its timestamp.
+
+    Raises:
+        ValueError: the folder was started with other settings (on every rank, so that none waits for the others).
+    """
     path = out / "run.json"
-    if rank == 0:
-        if path.is_file():
-            old = json.loads(path.read_text(encoding="utf-8"))
-            diff = {k: (old["settings"].get(k), v) for k, v in settings.items() if old["settings"].get(k) != v}
-            if diff:
-                raise ValueError(f"{out} was started with other settings {diff} (was, now); resume with the same "
-                                 "settings or write to a new folder.")
-        else:
-            epoch = os.environ.get("SOURCE_DATE_EPOCH")
-            when = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch
-                    else _dt.datetime.now(_dt.timezone.utc)).replace(microsecond=0, tzinfo=None)
-            tmp = path.with_suffix(".part")
-            tmp.write_text(json.dumps({"created": when.isoformat(), "settings": settings}, indent=1),
-                           encoding="utf-8")
-            os.replace(tmp, path)
+    if rank == 0 and not path.is_file():
+        epoch = os.environ.get("SOURCE_DATE_EPOCH")
+        when = (_dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc) if epoch
+                else _dt.datetime.now(_dt.timezone.utc)).replace(microsecond=0, tzinfo=None)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps({"created": when.isoformat(), "settings": settings}, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
     ctx.barrier()
-    return json.loads(path.read_text(encoding="utf-8"))
+    run = json.loads(path.read_text(encoding="utf-8"))
+    diff = {k: (run["settings"].get(k), v) for k, v in settings.items() if run["settings"].get(k) != v}
+    if diff:
+        raise ValueError(f"{out} was started with other settings {diff} (was, now); resume with the same settings "
+                         "or write to a new folder.")
+    return run
 
 
 def _completed(out: Path) -> dict[str, dict[str, Any]]:

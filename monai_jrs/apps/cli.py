@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 
 __all__ = ["main", "build_parser"]
@@ -45,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --datalist: follow-ups of one reference per forward pass (default 4)")
     reg.add_argument("--num-workers", type=int, default=0,
                      help="with --datalist: loader processes (default 0: a background loading thread)")
+    reg.add_argument("--processes", type=int, default=1,
+                     help="with --datalist: start this many worker processes on this machine, as torchrun would "
+                          "(torch.distributed, gloo on CPU; one thread each unless OMP_NUM_THREADS is set). On a CPU, "
+                          "one per core is fastest (default 1)")
     reg.add_argument("--output", "-o", required=True, help="output folder (created; never inside an input folder)")
     reg.add_argument("--bundle", default=None, help="bundle folder (default: the bundle shipped with monai_jrs)")
     reg.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -92,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 some PACS follow-ups failed, 2 bad input or existing
-    outputs)."""
+    """Run the command line; returns the exit status (0 ok, 1 some pairs or PACS follow-ups failed, 2 bad input or
+    existing outputs, 3 a ``--processes`` worker crashed)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.device == "cuda":
@@ -107,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return main_pacs(args)
     if args.datalist is not None:
-        return _register_datalist(args)
+        return _register_datalist(args, sys.argv[1:] if argv is None else list(argv))
     missing = [f"--{k.replace('_', '-')}" for k in ("reference", "reference_mask", "floating") if not getattr(args, k)]
     if missing:
         print(f"error: give --datalist or all of --reference, --reference-mask, --floating (missing {missing}).",
@@ -130,12 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _register_datalist(args: argparse.Namespace) -> int:
+def _register_datalist(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """``monai-jrs register --datalist``: :func:`monai_jrs.apps.batch.run_batch` (0 all done, 1 some failed)."""
     if any(getattr(args, k) for k in ("reference", "reference_mask", "floating")):
         print("error: --datalist replaces --reference/--reference-mask/--floating; give one or the other.",
               file=sys.stderr)
         return 2
+    if args.processes < 1:
+        print(f"error: --processes must be >= 1, got {args.processes}.", file=sys.stderr)
+        return 2
+    if args.processes > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_workers(args.processes, argv)
     from monai_jrs.apps.batch import read_pairs, run_batch
     from monai_jrs.apps.registration import JRSRegistrar
 
@@ -143,7 +155,7 @@ def _register_datalist(args: argparse.Namespace) -> int:
         pairs = read_pairs(args.datalist, args.section)
         device = args.device
         if device == "cuda":
-            device = f"cuda:{int(__import__('os').environ.get('LOCAL_RANK', '0'))}"
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         registrar = JRSRegistrar(args.bundle, device=device, size=args.size, refine=args.refine, overlay=args.overlay,
                                  subtraction=args.subtraction)
         report = run_batch(pairs, args.output, registrar, batch_size=args.batch_size, num_workers=args.num_workers,
@@ -163,6 +175,60 @@ def _register_datalist(args: argparse.Namespace) -> int:
     if report.csv_path is not None:
         print(f"metrics: {report.csv_path} ({report.total_failed} of {len(pairs)} pair(s) not done)")
     return 1 if report.failed or report.total_failed else 0
+
+
+def _without_processes(argv: Sequence[str]) -> list[str]:
+    """``argv`` without its ``--processes N`` / ``--processes=N``."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--processes":
+            skip = True
+        elif not a.startswith("--processes="):
+            out.append(a)
+    return out
+
+
+def _launch_workers(processes: int, argv: Sequence[str]) -> int:
+    """``register --datalist --processes N``: N copies of the command with torchrun's environment (``RANK``,
+    ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` 127.0.0.1, a free ``MASTER_PORT``). Returns the largest exit
+    status (0 done, 1 some pairs failed); if a worker dies otherwise, the others are stopped."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "monai_jrs.apps.cli", *_without_processes(argv)]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(processes),
+           "LOCAL_WORLD_SIZE": str(processes)}
+    env.setdefault("OMP_NUM_THREADS", "1")  # as torchrun: the processes share the cores
+    workers = [subprocess.Popen(cmd, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(processes)]
+    try:
+        while True:
+            codes = [w.poll() for w in workers]
+            bad = [c for c in codes if c is not None and c not in (0, 1)]
+            if bad:  # 2: a bad request, which every rank finds; otherwise a crash or a kill
+                deadline = time.monotonic() + 10.0
+                while time.monotonic() < deadline and any(w.poll() is None for w in workers):
+                    time.sleep(0.2)
+                for w in workers:
+                    if w.poll() is None:
+                        w.terminate()
+                    w.wait()
+                if bad[0] != 2:
+                    print(f"error: a worker process exited with status {bad[0]}; the others were stopped. Run the "
+                          "same command again to continue.", file=sys.stderr)
+                return bad[0] if bad[0] == 2 else 3
+            if all(c is not None for c in codes):
+                return max(codes)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        for w in workers:
+            w.terminate()
+        for w in workers:
+            w.wait()
+        return 130
 
 
 if __name__ == "__main__":

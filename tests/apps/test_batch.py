@@ -74,6 +74,19 @@ class TestDatalist(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, message):
             read_pairs(path)
 
+    def test_processes_flag_is_not_passed_to_the_workers(self):
+        from monai_jrs.apps.cli import _without_processes
+
+        argv = ["register", "--datalist", "p.json", "--processes", "2", "-o", "OUT", "--processes=3", "--no-progress"]
+        self.assertEqual(_without_processes(argv), ["register", "--datalist", "p.json", "-o", "OUT", "--no-progress"])
+
+    def test_processes_bad_request(self):
+        from monai_jrs.apps.cli import main
+
+        with self.assertRaises(SystemExit):  # argparse: not an int
+            main(["register", "--datalist", "p.json", "-o", str(self.root), "--processes", "two"])
+        self.assertEqual(main(["register", "--datalist", "p.json", "-o", str(self.root), "--processes", "0"]), 2)
+
     def test_units_group_by_reference_in_order(self):
         refs = ["r1", "r2", "r1", "r1", "r2"]
         pairs = [PairItem(i, f"f{i}", r, "m", f"f{i}") for i, r in enumerate(refs)]
@@ -296,25 +309,31 @@ class TestBatchRuns(unittest.TestCase):
         torchrun = shutil.which("torchrun") or shutil.which("torchrun", path=os.path.dirname(sys.executable))
         if torchrun is None:
             self.skipTest("torchrun is not installed")
-        def torchrun_register(datalist: Path, out: Path) -> subprocess.CompletedProcess:
-            return subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                                   f"--master_port={free_port()}",
-                                   "-m", "monai_jrs.apps.cli", "register", "--datalist", str(datalist),
-                                   "--output", str(out), "--batch-size", "2", "--no-progress"],
-                                  capture_output=True, text=True, env=_env(), timeout=300)
-
-        # one chunk for two ranks: rank 1 has nothing to do and waits
+        # torchrun, one chunk for two ranks: rank 1 has nothing to do and waits
         one = self.root / "data" / "one_pair.json"
         one.write_text(json.dumps([json.loads(self.datalist.read_text())[0]]))
-        proc = torchrun_register(one, self.root / "one_pair_two_processes")
+        proc = subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={free_port()}",
+                               "-m", "monai_jrs.apps.cli", "register", "--datalist", str(one), "--output",
+                               str(self.root / "one_pair_two_processes"), "--batch-size", "2", "--no-progress"],
+                              capture_output=True, text=True, env=_env(), timeout=300)
         self.assertEqual(proc.returncode, 0, proc.stderr[-3000:])
         self.assertIn("rank 1: 0 pair(s) registered", proc.stdout)
         rows = list(csv.DictReader(open(self.root / "one_pair_two_processes" / "metrics.csv")))
         self.assertEqual([(r["pair_id"], r["status"], r["rank"]) for r in rows], [("A_v1", "done", "0")])
 
+        # --processes 2: the command starts its two workers itself
         out = self.root / "two_processes"
-        proc = torchrun_register(self.datalist, out)
-        self.assertIn(proc.returncode, (1,), proc.stderr[-3000:])  # the two bad pairs
+        proc = subprocess.run([sys.executable, "-m", "monai_jrs.apps.cli", "register", "--datalist",
+                               str(self.datalist), "--output", str(out), "--processes", "2", "--batch-size", "2",
+                               "--no-progress"], capture_output=True, text=True, env=_env(), timeout=300)
+        self.assertEqual(proc.returncode, 1, proc.stderr[-3000:])  # the two bad pairs
+        self.assertNotIn("Traceback", proc.stderr)
+        # other settings: every worker refuses (none waits for the others), status 2
+        refused = subprocess.run([sys.executable, "-m", "monai_jrs.apps.cli", "register", "--datalist",
+                                  str(self.datalist), "--output", str(out), "--processes", "2", "--batch-size", "3",
+                                  "--no-progress"], capture_output=True, text=True, env=_env(), timeout=120)
+        self.assertEqual(refused.returncode, 2, refused.stderr[-3000:])
+        self.assertEqual(refused.stderr.count("was started with other settings"), 2, refused.stderr[-3000:])
         self.assertIn("rank 0:", proc.stdout)
         self.assertIn("rank 1:", proc.stdout)
         self.assertEqual(sorted(p.name for p in out.glob("manifest.rank*.jsonl")),
