@@ -3,9 +3,9 @@
 """``monai-jrs register --datalist``: batched, resumable, multi-process (:mod:`monai_jrs.apps.batch`).
 
 Unit tests of the datalist, the chunks and the CSV merge; end to end (slow): one process; the same job killed with
-SIGKILL mid-run and restarted; two processes under ``torchrun`` on gloo; every output file is compared with the
-uninterrupted one-process run (``metrics.json`` without its timings and output paths, which are measurements and
-locations, not results). One floating file is corrupt and one missing: those pairs fail with their reason in the
+SIGKILL mid-run and restarted; two processes under ``torchrun`` and with ``--processes 2`` on gloo; one of two
+workers killed and the run restarted. Every output file is compared with the uninterrupted one-process run
+(``metrics.json`` without its timings and output paths, which are measurements and locations, not results). One floating file is corrupt and one missing: those pairs fail with their reason in the
 manifest and ``metrics.csv``, the others complete, the exit status is 1.
 """
 
@@ -341,6 +341,49 @@ class TestBatchRuns(unittest.TestCase):
         rows = list(csv.DictReader(open(out / "metrics.csv")))
         self.assertEqual({r["rank"] for r in rows if r["status"] == "done"}, {"0", "1"})
         self.assertEqual(_outputs(out), self.reference)
+
+    def test_a_killed_worker_stops_the_others_and_the_rerun_completes(self):
+        out = self.root / "worker_killed"
+        launcher = _register(self.datalist, out, "--processes", "2")
+        manifest = out / "manifest.rank1.jsonl"
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and launcher.poll() is None:
+            if manifest.is_file() and '"done"' in manifest.read_text():
+                break
+            time.sleep(0.02)
+        workers = _children(launcher.pid)
+        self.assertEqual(len(workers), 2, "the launcher should run two workers")
+        rank1 = [pid for pid in workers if b"RANK=1\0" in Path(f"/proc/{pid}/environ").read_bytes()]
+        self.assertEqual(len(rank1), 1)
+        os.kill(rank1[0], signal.SIGKILL)
+        _, stderr = launcher.communicate(timeout=120)
+        self.assertEqual(launcher.returncode, 3, stderr[-3000:])
+        self.assertIn("a worker process exited with status -9; the others were stopped", stderr)
+        self.assertEqual([pid for pid in workers if Path(f"/proc/{pid}").exists()
+                          and _state(pid) != "Z"], [], "a worker outlived the launcher")
+        rerun = _register(self.datalist, out, "--processes", "2")
+        stdout, stderr = rerun.communicate(timeout=600)
+        self.assertEqual(rerun.returncode, 1, stderr[-3000:])
+        self.assertIn("already complete", stdout)
+        self.assertEqual(_outputs(out), self.reference)
+
+
+def _state(pid: int) -> str:
+    """The process state letter of ``/proc/<pid>/stat`` (``Z``: a zombie)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from ``/proc``)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
 
 
 if __name__ == "__main__":
