@@ -61,7 +61,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -81,6 +80,7 @@ from methods import elastix_parameter_object  # noqa: E402 (benchmarks/methods.p
 from monai_jrs.data.testing import make_synthetic_xray  # noqa: E402
 from monai_jrs.utils.conventions import affine_to_ddf, rotation_matrix, warp  # noqa: E402
 from monai_jrs.utils.deps import MissingDependencyError, require  # noqa: E402
+from monai_jrs.utils.net import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -190,13 +190,6 @@ def fit_line(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     mx, my = sum(x) / len(x), sum(y) / len(y)
     slope = sum((a - mx) * (b - my) for a, b in zip(x, y)) / sum((a - mx) ** 2 for a in x)
     return my - slope * mx, slope
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 (bound, read, released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def register_command(datalist: Path, output: Path, batch_size: int, processes: int, args: argparse.Namespace

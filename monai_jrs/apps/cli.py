@@ -194,11 +194,9 @@ def _launch_workers(processes: int, argv: Sequence[str]) -> int:
     """``register --datalist --processes N``: N copies of the command with torchrun's environment (``RANK``,
     ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` 127.0.0.1, a free ``MASTER_PORT``). Returns the largest exit
     status (0 done, 1 some pairs failed); if a worker dies otherwise, the others are stopped."""
-    import socket
+    from monai_jrs.utils.net import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "monai_jrs.apps.cli", *_without_processes(argv)]
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": str(processes),
            "LOCAL_WORLD_SIZE": str(processes)}

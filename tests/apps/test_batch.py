@@ -30,7 +30,7 @@ from PIL import Image
 
 from monai_jrs.apps.batch import CSV_COLUMNS, PairItem, make_units, merge_metrics, pairs_from_items, read_pairs
 from monai_jrs.data.testing import make_dx_dicom
-from tests.monailabel.server import free_port
+from monai_jrs.utils.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,7 +17,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from monai.bundle import ConfigParser, verify_metadata
 
 from monai_jrs.data.embedded import generate_embedded_dataset
 from monai_jrs.data.writers import OUTPUT_FILES
+from monai_jrs.utils.net import free_port
 from tests.apps.test_batch import _outputs
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,11 +43,8 @@ TINY = ["--image_size", "32", "--features", "8", "--num_res_blocks", "1", "--bat
 
 def _bundle(*args: str, torchrun: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
     if torchrun:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun}", "--master_addr=127.0.0.1",
-               f"--master_port={port}", "-m", "monai.bundle", *args]
+               f"--master_port={free_port()}", "-m", "monai.bundle", *args]
     else:
         cmd = [sys.executable, "-m", "monai.bundle", *args]
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}

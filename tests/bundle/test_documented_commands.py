@@ -23,7 +23,6 @@ import importlib.util
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import pytest
 import torch
 
 from monai_jrs.data.embedded import generate_embedded_dataset
+from monai_jrs.utils.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "bundle" / "docs" / "README.md"
@@ -51,12 +51,6 @@ def documented_commands(text: str) -> list[str]:
             if line and not line.startswith("#"):
                 commands.append(re.sub(r"\s+", " ", line))
     return commands
-
-
-def _free_port() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return str(s.getsockname()[1])
 
 
 @pytest.mark.slow
@@ -83,7 +77,7 @@ class TestDocumentedBundleCommands(unittest.TestCase):
         argv = shlex.split(command) + list(extra)
         if argv[0] == "torchrun":  # the same launcher, bound to loopback on a free port
             argv = [sys.executable, "-m", "torch.distributed.run", "--master_addr=127.0.0.1",
-                    f"--master_port={_free_port()}", *argv[1:]]
+                    f"--master_port={free_port()}", *argv[1:]]
         elif argv[0] == "python":
             argv[0] = sys.executable
         env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}

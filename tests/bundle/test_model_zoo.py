@@ -49,7 +49,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import warnings
@@ -65,6 +64,7 @@ from PIL import Image
 
 from monai_jrs.data.dataset import make_jrs_dataset
 from monai_jrs.data.testing import make_synthetic_xray
+from monai_jrs.utils.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "bundle"
@@ -797,12 +797,6 @@ def dataset_dir(tmp_path_factory) -> Path:
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _registered_postprocessing(engine, transform) -> bool:
     """Whether ``transform`` is the postprocessing that MONAI's Workflow registered on ``engine`` (a closure on
     ``IterationEvents.MODEL_COMPLETED``; the engine keeps no attribute for it)."""
@@ -874,7 +868,7 @@ def test_check_properties(case, dataset_dir, tmp_path, monkeypatch):
     files, kind, override, expected = PROPERTY_CASES[case]
     multi = any(f.startswith("multi_gpu") for f in files)
     if multi:  # a one-process gloo group, as torchrun would set it up
-        for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1",
+        for k, v in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "RANK": "0", "WORLD_SIZE": "1",
                      "LOCAL_RANK": "0"}.items():
             monkeypatch.setenv(k, v)
     wf = ConfigWorkflow(config_file=[str(CONFIGS / f) for f in files], meta_file=str(CONFIGS / "metadata.json"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,16 +17,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MonaiLabelServer", "free_port", "REPO"]
+from monai_jrs.utils.net import free_port
+
+__all__ = ["MonaiLabelServer", "REPO"]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class MonaiLabelServer:

@@ -21,9 +21,9 @@ from typing import Any
 
 import requests
 
-from tests.monailabel.server import free_port
+from monai_jrs.utils.net import free_port
 
-__all__ = ["Orthanc", "orthanc_unavailable", "free_port", "DICOMWEB_PLUGIN"]
+__all__ = ["Orthanc", "orthanc_unavailable", "DICOMWEB_PLUGIN"]
 
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 #: the DICOMweb plugin of the Debian package orthanc-dicomweb.

@@ -33,8 +33,9 @@ import pydicom  # noqa: E402
 from monai_jrs.data.dicom import read_dicom_seg, write_dicom_seg  # noqa: E402
 from monai_jrs.data.dicomweb import DicomWebCredentials, DicomWebStore  # noqa: E402
 from monai_jrs.data.testing import make_dx_dicom  # noqa: E402
+from monai_jrs.utils.net import free_port  # noqa: E402
 from tests.monailabel.server import REPO, MonaiLabelServer  # noqa: E402
-from tests.pacs.orthanc import Orthanc, free_port, orthanc_unavailable  # noqa: E402
+from tests.pacs.orthanc import Orthanc, orthanc_unavailable  # noqa: E402
 from tests.pacs.studies import make_pacs_studies  # noqa: E402
 
 _SKIP = orthanc_unavailable()
