@@ -207,13 +207,7 @@ def _launch_workers(processes: int, argv: Sequence[str]) -> int:
             codes = [w.poll() for w in workers]
             bad = [c for c in codes if c is not None and c not in (0, 1)]
             if bad:  # 2: a bad request, which every rank finds; otherwise a crash or a kill
-                deadline = time.monotonic() + 10.0
-                while time.monotonic() < deadline and any(w.poll() is None for w in workers):
-                    time.sleep(0.2)
-                for w in workers:
-                    if w.poll() is None:
-                        w.terminate()
-                    w.wait()
+                _stop(workers, grace_s=10.0)
                 if bad[0] != 2:
                     print(f"error: a worker process exited with status {bad[0]}; the others were stopped. Run the "
                           "same command again to continue.", file=sys.stderr)
@@ -222,11 +216,20 @@ def _launch_workers(processes: int, argv: Sequence[str]) -> int:
                 return max(codes)
             time.sleep(0.2)
     except KeyboardInterrupt:
-        for w in workers:
-            w.terminate()
-        for w in workers:
-            w.wait()
+        _stop(workers, grace_s=0.0)
         return 130
+
+
+def _stop(workers: Sequence[subprocess.Popen], grace_s: float) -> None:
+    """Let ``workers`` end by themselves for ``grace_s`` seconds, then terminate those still running and reap all."""
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(w.poll() is None for w in workers):
+        time.sleep(0.2)
+    for w in workers:
+        if w.poll() is None:
+            w.terminate()
+    for w in workers:
+        w.wait()
 
 
 if __name__ == "__main__":

@@ -5,8 +5,9 @@
 Unit tests of the datalist, the chunks and the CSV merge; end to end (slow): one process; the same job killed with
 SIGKILL mid-run and restarted; two processes under ``torchrun`` and with ``--processes 2`` on gloo; one of two
 workers killed and the run restarted. Every output file is compared with the uninterrupted one-process run
-(``metrics.json`` without its timings and output paths, which are measurements and locations, not results). One floating file is corrupt and one missing: those pairs fail with their reason in the
-manifest and ``metrics.csv``, the others complete, the exit status is 1.
+(``metrics.json`` without its timings and output paths, which are measurements and locations, not results). One
+floating file is corrupt and one missing: those pairs fail with their reason in the manifest and ``metrics.csv``, the
+others complete, the exit status is 1.
 """
 
 from __future__ import annotations
@@ -368,21 +369,25 @@ class TestBatchRuns(unittest.TestCase):
         self.assertEqual(_outputs(out), self.reference)
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name: state, parent pid, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _state(pid: int) -> str:
-    """The process state letter of ``/proc/<pid>/stat`` (``Z``: a zombie)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    """The process state letter (``Z``: a zombie)."""
+    return _stat(pid)[0]
 
 
 def _children(pid: int) -> list[int]:
     """Process ids whose parent is ``pid`` (from ``/proc``)."""
     kids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for entry in Path("/proc").glob("[0-9]*"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            if int(_stat(int(entry.name))[1]) == pid:
+                kids.append(int(entry.name))
+        except OSError:  # the process ended meanwhile
             continue
-        if int(fields[1]) == pid:
-            kids.append(int(stat.parent.name))
     return kids
 
 
